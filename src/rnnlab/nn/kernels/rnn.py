@@ -1,0 +1,41 @@
+"""Elman RNN over a sequence: h_t = φ(xw_t + W h_{t-1}), with a hand-written backward."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class _RNNSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xw: Tensor, h0: Tensor, w_hh: Tensor, relu: bool) -> Tensor:
+        hs = torch.empty_like(xw)  # (T, B, H)
+        w_t, h = w_hh.t(), h0
+        for x_t, h_t in zip(xw.unbind(0), hs.unbind(0)):
+            torch.addmm(x_t, h, w_t, out=h_t)
+            h = h_t.relu_() if relu else h_t.tanh_()
+        ctx.relu = relu
+        ctx.save_for_backward(h0, w_hh, hs)
+        return hs
+
+    @staticmethod
+    def backward(ctx, dhs: Tensor):
+        h0, w_hh, hs = ctx.saved_tensors
+        # φ'(pre) from φ's output, for every step at once: tanh' = 1 - h², relu' = [h > 0].
+        dphi = (hs > 0).to(hs.dtype) if ctx.relu else 1 - hs * hs
+        dpre = torch.empty_like(hs)
+        dh = torch.zeros_like(h0)
+        for t in range(hs.size(0) - 1, -1, -1):
+            torch.mul(dhs[t] + dh, dphi[t], out=dpre[t])
+            dh = dpre[t] @ w_hh  # back through W to h_{t-1}
+        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
+        dw = dpre.flatten(0, 1).t() @ h_prev.flatten(0, 1)  # Σ_t dpre_tᵀ h_{t-1}, one matmul
+        return dpre, dh, dw, None
+
+
+def rnn_sequence(xw: Tensor, h0: Tensor, w_hh: Tensor, nonlinearity: str = "tanh") -> Tensor:
+    """xw: (time, batch, H) = U x + b for every step; h0: (batch, H); w_hh: (H, H).
+
+    Returns h for every step: (time, batch, H).
+    """
+    return _RNNSequence.apply(xw.contiguous(), h0, w_hh, nonlinearity == "relu")
