@@ -71,6 +71,12 @@ def test_matches_torch_nn(cell, num_layers, bidirectional, with_lengths, fused, 
     for s_ours, s_ref in zip(as_tuple(state_ours), as_tuple(state_ref), strict=True):
         torch.testing.assert_close(s_ours, s_ref, **TOL[dtype])
 
+    with torch.no_grad():  # the inference path keeps nothing for a backward; same numbers
+        out_nograd, state_nograd = ours(x, init, lengths)
+    torch.testing.assert_close(out_nograd, out_ref.detach(), **TOL[dtype])
+    for s_ours, s_ref in zip(as_tuple(state_nograd), as_tuple(state_ref), strict=True):
+        torch.testing.assert_close(s_ours, s_ref.detach(), **TOL[dtype])
+
     loss_of(out_ref, state_ref).backward()
     loss_of(out_ours, state_ours).backward()
     torch.testing.assert_close(x_ours.grad, x_ref.grad, **TOL[dtype])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnlab.nn.kernels.common import needs_grad
+
 
 class _GRUSequence(torch.autograd.Function):
     @staticmethod
@@ -58,4 +60,13 @@ def gru_sequence(xw: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> T
 
     Returns h for every step: (time, batch, H).
     """
-    return _GRUSequence.apply(xw.contiguous(), h0, w_hh, b_hh)
+    if needs_grad(xw, h0, w_hh, b_hh):
+        return _GRUSequence.apply(xw.contiguous(), h0, w_hh, b_hh)
+    H = h0.size(1)  # forward alone: nothing kept for a backward, each step's gates stay in cache
+    hs, h, w_t = xw.new_empty(xw.size(0), xw.size(1), H), h0, w_hh.t()
+    for x_t, h_t in zip(xw.unbind(0), hs.unbind(0)):
+        hw = torch.addmm(b_hh, h, w_t) if b_hh is not None else h @ w_t
+        r_z = torch.add(x_t[:, : 2 * H], hw[:, : 2 * H]).sigmoid_()
+        n = torch.addcmul(x_t[:, 2 * H :], r_z[:, :H], hw[:, 2 * H :]).tanh_()
+        h = torch.sub(h, n, out=h_t).mul_(r_z[:, H:]).add_(n)
+    return hs

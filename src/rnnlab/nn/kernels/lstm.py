@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnlab.nn.kernels.common import needs_grad
+
 
 class _LSTMSequence(torch.autograd.Function):
     @staticmethod
@@ -58,9 +60,28 @@ class _LSTMSequence(torch.autograd.Function):
         return dgates, dh, dc, dw
 
 
+def _lstm_inference(xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[Tensor, Tensor]:
+    """The forward loop alone: no gates kept for a backward, and each step's gates stay in cache."""
+    T, B, G = xw.shape
+    H = G // 4
+    hs, cs = xw.new_empty(T, B, H), xw.new_empty(T, B, H)
+    h, c, w_t = h0, c0, w_hh.t()
+    for t, x_t in enumerate(xw.unbind(0)):
+        a = torch.addmm(x_t, h, w_t)
+        a[:, : 2 * H].sigmoid_()
+        a[:, 2 * H : 3 * H].tanh_()
+        a[:, 3 * H :].sigmoid_()
+        i, f, g, o = a.chunk(4, 1)
+        c = torch.mul(f, c, out=cs[t]).addcmul_(i, g)
+        h = torch.mul(o, torch.tanh(c), out=hs[t])
+    return hs, cs
+
+
 def lstm_sequence(xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[Tensor, Tensor]:
     """xw: (time, batch, 4H) = U x + b for every step; h0, c0: (batch, H); w_hh: (4H, H).
 
     Returns (h, c) for every step, each (time, batch, H).
     """
-    return _LSTMSequence.apply(xw.contiguous(), h0, c0, w_hh)
+    if needs_grad(xw, h0, c0, w_hh):
+        return _LSTMSequence.apply(xw.contiguous(), h0, c0, w_hh)
+    return _lstm_inference(xw, h0, c0, w_hh)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnlab.nn.kernels.common import needs_grad
+
 
 class _RNNSequence(torch.autograd.Function):
     @staticmethod
@@ -38,4 +40,11 @@ def rnn_sequence(xw: Tensor, h0: Tensor, w_hh: Tensor, nonlinearity: str = "tanh
 
     Returns h for every step: (time, batch, H).
     """
-    return _RNNSequence.apply(xw.contiguous(), h0, w_hh, nonlinearity == "relu")
+    relu = nonlinearity == "relu"
+    if needs_grad(xw, h0, w_hh):
+        return _RNNSequence.apply(xw.contiguous(), h0, w_hh, relu)
+    hs, h, w_t = torch.empty_like(xw), h0, w_hh.t()  # forward alone: nothing kept for a backward
+    for x_t, h_t in zip(xw.unbind(0), hs.unbind(0)):
+        h = torch.addmm(x_t, h, w_t, out=h_t)
+        h = h.relu_() if relu else h.tanh_()
+    return hs
