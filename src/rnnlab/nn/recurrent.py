@@ -65,9 +65,9 @@ class Recurrent(nn.Module):
 
     def __init__(
         self,
-        cell: str = "lstm",
-        input_size: int = 1,
-        hidden_size: int = 1,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
         num_layers: int = 1,
         dropout: float = 0.0,
         bidirectional: bool = False,
