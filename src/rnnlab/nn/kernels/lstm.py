@@ -1,4 +1,8 @@
-"""LSTM over a sequence with a hand-written backward (gate order i, f, g, o as torch.nn)."""
+"""LSTM over a sequence with a hand-written backward (gate order i, f, g, o as torch.nn).
+
+The loops zip over `unbind(0)` views made once, not `tensor[t]` per step: on small sizes the
+per-op Python overhead is the cost, and every index is one more op.
+"""
 
 from __future__ import annotations
 
@@ -19,14 +23,15 @@ class _LSTMSequence(torch.autograd.Function):
         hs[0], cs[0] = h0, c0
         tcs = xw.new_empty(T, B, H)  # tanh(c_t), reused by backward
         w_t = w_hh.t()
-        for t, x_t in enumerate(xw.unbind(0)):
-            a = torch.addmm(x_t, hs[t], w_t, out=acts[t])
-            a[:, : 2 * H].sigmoid_()
-            a[:, 2 * H : 3 * H].tanh_()
-            a[:, 3 * H :].sigmoid_()
-            i, f, g, o = a.chunk(4, 1)
-            torch.mul(f, cs[t], out=cs[t + 1]).addcmul_(i, g)  # c_t = f c_{t-1} + i g
-            torch.mul(o, torch.tanh(cs[t + 1], out=tcs[t]), out=hs[t + 1])  # h_t = o tanh(c_t)
+        sig_if, tanh_g, sig_o = (v.unbind(0) for v in acts.split([2 * H, H, H], 2))
+        i, f, g, o = (v.unbind(0) for v in acts.split(H, 2))
+        steps = zip(xw.unbind(0), acts.unbind(0), sig_if, tanh_g, sig_o, i, f, g, o,
+                    hs.unbind(0), cs.unbind(0), hs[1:].unbind(0), cs[1:].unbind(0), tcs.unbind(0))
+        for x_t, a, a_if, a_g, a_o, i_t, f_t, g_t, o_t, h, c, h_new, c_new, tc in steps:
+            torch.addmm(x_t, h, w_t, out=a)
+            a_if.sigmoid_(), a_g.tanh_(), a_o.sigmoid_()
+            torch.mul(f_t, c, out=c_new).addcmul_(i_t, g_t)  # c_t = f c_{t-1} + i g
+            torch.mul(o_t, torch.tanh(c_new, out=tc), out=h_new)  # h_t = o tanh(c_t)
         ctx.save_for_backward(w_hh, acts, hs, cs, tcs)
         return hs[1:], cs[1:]
 
@@ -35,7 +40,7 @@ class _LSTMSequence(torch.autograd.Function):
         w_hh, acts, hs, cs, tcs = ctx.saved_tensors
         T, B, G = acts.shape
         H = G // 4
-        i, f, g, o = acts.chunk(4, 2)
+        i, f, g, o = acts.split(H, 2)
         # Everything that depends on forward values only, for all steps at once:
         #   dc_t += dh_t ⊙ o ⊙ (1 - tanh²c_t)
         #   d(i, f, g)_pre = dc_t ⊙ k_(i, f, g),  do_pre = dh_t ⊙ k_o
@@ -43,19 +48,22 @@ class _LSTMSequence(torch.autograd.Function):
         dc_from_dh = torch.addcmul(o, o, tcs * tcs, value=-1)
         k = torch.addcmul(acts, acts, acts, value=-1)  # σ'(gates); the g block is fixed below
         torch.addcmul(torch.ones_like(g), g, g, value=-1, out=k[:, :, 2 * H : 3 * H])
-        k_i, k_f, k_g, k_o = k.chunk(4, 2)
+        k_i, k_f, k_g, k_o = k.split(H, 2)
         k_i.mul_(g), k_f.mul_(cs[:-1]), k_g.mul_(i), k_o.mul_(tcs)
-        k_ifg = k.view(T, B, 4, H)[:, :, :3]
         dgates = torch.empty_like(acts)
-        dgates_ifg, dgates_o = dgates.view(T, B, 4, H)[:, :, :3], dgates[:, :, 3 * H :]
+        k_ifg = k.view(T, B, 4, H)[:, :, :3].unbind(0)
+        dgates_ifg = dgates.view(T, B, 4, H)[:, :, :3].unbind(0)
+        dgates_o = dgates[:, :, 3 * H :].unbind(0)
         dh, dc = torch.zeros_like(hs[0]), torch.zeros_like(cs[0])
-        for t in range(T - 1, -1, -1):
-            dh = dhs[t] + dh
-            dc = torch.addcmul(dcs[t] + dc, dh, dc_from_dh[t])
-            torch.mul(k_ifg[t], dc.unsqueeze(1), out=dgates_ifg[t])
-            torch.mul(k_o[t], dh, out=dgates_o[t])
-            dc = dc * f[t]  # to c_{t-1}
-            dh = dgates[t] @ w_hh  # to h_{t-1}
+        steps = zip(dhs.unbind(0), dcs.unbind(0), dc_from_dh.unbind(0), k_ifg, k_o.unbind(0), f.unbind(0),
+                    dgates.unbind(0), dgates_ifg, dgates_o)
+        for dh_t, dc_t, kc, k3, ko, f_t, dg, dg3, dgo in reversed(list(steps)):
+            dh = dh_t + dh
+            dc = torch.addcmul(dc_t + dc, dh, kc)
+            torch.mul(k3, dc.unsqueeze(1), out=dg3)
+            torch.mul(ko, dh, out=dgo)
+            dc = dc * f_t  # to c_{t-1}
+            dh = dg @ w_hh  # to h_{t-1}
         dw = dgates.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # Σ_t dgates_tᵀ h_{t-1}, one matmul
         return dgates, dh, dc, dw
 
@@ -66,14 +74,13 @@ def _lstm_inference(xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[T
     H = G // 4
     hs, cs = xw.new_empty(T, B, H), xw.new_empty(T, B, H)
     h, c, w_t = h0, c0, w_hh.t()
-    for t, x_t in enumerate(xw.unbind(0)):
+    for x_t, h_t, c_t in zip(xw.unbind(0), hs.unbind(0), cs.unbind(0)):
         a = torch.addmm(x_t, h, w_t)
-        a[:, : 2 * H].sigmoid_()
-        a[:, 2 * H : 3 * H].tanh_()
-        a[:, 3 * H :].sigmoid_()
-        i, f, g, o = a.chunk(4, 1)
-        c = torch.mul(f, c, out=cs[t]).addcmul_(i, g)
-        h = torch.mul(o, torch.tanh(c), out=hs[t])
+        a_if, a_g, a_o = a.split([2 * H, H, H], 1)
+        a_if.sigmoid_(), a_g.tanh_(), a_o.sigmoid_()
+        i, f = a_if.chunk(2, 1)
+        c = torch.mul(f, c, out=c_t).addcmul_(i, a_g)
+        h = torch.mul(a_o, torch.tanh(c), out=h_t)
     return hs, cs
 
 

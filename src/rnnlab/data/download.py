@@ -1,0 +1,111 @@
+"""Fetch a public data file once, check its SHA-256, and keep it in the data directory.
+
+Every task names its files as `RemoteFile`s; `fetch` returns the local path, downloading only
+when the file is not there yet. The data directory is, in order: the value a config passes,
+`$RNNLAB_DATA_DIR`, `./data` (relative to the working directory). Machines without network keep
+a copy laid out the same way (`<data_dir>/tinyshakespeare/input.txt`) and point the variable at it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnnlab.utils.errors import UserError
+
+DATA_DIR_ENV = "RNNLAB_DATA_DIR"
+DEFAULT_DATA_DIR = "data"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file on the web and where it lives inside the data directory.
+
+    Args:
+        url: where to download it from.
+        sha256: hex digest of the expected content; a file that does not match is never used.
+        relpath: path inside the data directory, e.g. 'tinyshakespeare/input.txt'.
+    """
+
+    url: str
+    sha256: str
+    relpath: str
+
+
+TINY_SHAKESPEARE = RemoteFile(
+    url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+    sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+    relpath="tinyshakespeare/input.txt",
+)
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data directory: `data_dir` if given, else `$RNNLAB_DATA_DIR`, else `./data`."""
+    if data_dir is None or str(data_dir) == "":
+        data_dir = os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    return Path(data_dir).expanduser()
+
+
+def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(remote: RemoteFile, data_dir: str | os.PathLike | None = None, timeout: float = 30.0) -> Path:
+    """Local path of `remote`, downloaded into the data directory on first use.
+
+    Raises:
+        UserError: the cached copy has the wrong checksum, or the file is absent and cannot be
+            downloaded (offline); the message says where to put it and names $RNNLAB_DATA_DIR.
+    """
+    root = resolve_data_dir(data_dir)
+    path = root / remote.relpath
+    if path.is_file():
+        got = sha256sum(path)
+        if got != remote.sha256:
+            raise UserError(
+                f"{path} exists but its SHA-256 is {got}, not the expected {remote.sha256}: the copy is "
+                f"corrupt or a different file. Delete it to download it again from {remote.url}, or "
+                f"replace it with the original."
+            )
+        return path
+    try:
+        _download(remote, path, timeout)
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        raise UserError(
+            f"{remote.relpath} is not in the data directory {root.resolve()} and downloading it from "
+            f"{remote.url} failed ({e}). Without network, copy the file to {path.resolve()}, or set "
+            f"{DATA_DIR_ENV} to a directory that holds {remote.relpath} (e.g. "
+            f"{DATA_DIR_ENV}=../shared/data), or pass a data directory in the config (paths.data_dir=...)."
+        ) from e
+    return path
+
+
+def _download(remote: RemoteFile, path: Path, timeout: float) -> None:
+    # Download beside the target and rename only after the checksum matched, so an interrupted
+    # or tampered download never leaves a file that a later run would trust.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=timeout) as resp:
+            shutil.copyfileobj(resp, out)
+        got = sha256sum(tmp)
+        if got != remote.sha256:
+            raise UserError(
+                f"Downloaded {remote.url} but its SHA-256 is {got}, not the expected {remote.sha256}; "
+                f"nothing was saved. The file changed upstream or the download was altered: get a "
+                f"verified copy and put it at {path}."
+            )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

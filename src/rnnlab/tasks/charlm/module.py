@@ -1,0 +1,246 @@
+"""Character-level language model: embedding → recurrent layer → dropout → linear.
+
+`CharLMModule` trains it with truncated BPTT (the state is carried across the windows the data
+module serves, detached, and reset where a batch says so), logs loss / bits per character /
+perplexity, and writes generated text at every validation end. Its hyper-parameters, the
+vocabulary included, are plain Python values, so a checkpoint loads with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor, nn
+
+from rnnlab.tasks.charlm.data import IGNORE_INDEX, Batch, CharVocab
+from rnnlab.tasks.common import State, build_optimization, build_recurrent, check_stored_model_config, detach_state, load_checkpoint
+from rnnlab.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 2e-3}
+
+
+class CharLM(nn.Module):
+    """Logits of the next character.
+
+    Args:
+        vocab_size: V.
+        embedding_dim: E, the size of a character's embedding (the recurrent layer's input).
+        rnn: a recurrent layer from `build_recurrent(model, E)`.
+        dropout: on the recurrent output, before the linear read-out.
+        tie_weights: share the read-out matrix with the embedding (needs rnn.output_size == E).
+    """
+
+    def __init__(self, vocab_size: int, embedding_dim: int, rnn: nn.Module, dropout: float = 0.0, tie_weights: bool = False) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embedding_dim)
+        self.rnn = rnn
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(rnn.output_size, vocab_size)
+        if tie_weights:
+            if rnn.output_size != embedding_dim:
+                raise UserError(
+                    f"task.module.tie_weights=true needs the recurrent output size ({rnn.output_size}: "
+                    f"model.hidden_size, ×2 if bidirectional) to equal task.module.embedding_dim ({embedding_dim}). "
+                    f"Make them equal or set task.module.tie_weights=false."
+                )
+            self.head.weight = self.embed.weight
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """x: (batch, time) ids → logits (batch, time, V), final state (carry it to the next window)."""
+        out, state = self.rnn(self.embed(x), state)
+        return self.head(self.drop(out)), state
+
+
+def sample_next(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None, banned: int | None = None) -> int:
+    """One id drawn from `logits: (V,)`; temperature <= 0 means greedy (argmax)."""
+    logits = logits.detach().float().cpu().clone()
+    if banned is not None:  # UNK is a stand-in for unseen characters, never something to write
+        logits[banned] = -math.inf
+    if temperature <= 0:
+        return int(logits.argmax())
+    logits = logits / temperature
+    if top_k is not None and top_k > 0 and top_k < logits.numel():
+        kth = logits.topk(top_k).values[-1]
+        logits[logits < kth] = -math.inf
+    return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
+
+
+class CharLMModule(L.LightningModule):
+    """Lightning wrapper: TBPTT training, whole-split evaluation, samples, checkpoint round trip.
+
+    Args:
+        vocab: the characters in id order; from `CharLMDataModule.model_kwargs()` (never from the config).
+        model: the model config as a plain dict (see `configs/model/`); built with input_size=embedding_dim.
+        embedding_dim: E.
+        dropout: dropout on the recurrent output (the config defaults it to model.dropout).
+        tie_weights: share embedding and read-out weights.
+        optimizer: Hydra partial of a torch optimizer; default Adam(lr=2e-3).
+        scheduler: Hydra partial of `(optimizer, total_steps) -> LRScheduler`, or None.
+        sample_length: characters generated at each validation end (0: none).
+        sample_prime: text the samples start from (characters outside the vocabulary are dropped).
+    """
+
+    def __init__(
+        self,
+        vocab: list[str],
+        model: dict[str, Any],
+        embedding_dim: int = 128,
+        dropout: float = 0.0,
+        tie_weights: bool = False,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        sample_length: int = 200,
+        sample_prime: str = "\n",
+    ) -> None:
+        super().__init__()
+        # logger=False: the hparams go to TensorBoard once, at the end, with the final metrics.
+        self.save_hyperparameters(logger=False)
+        self.vocab = CharVocab(vocab)
+        self.net = CharLM(len(self.vocab), embedding_dim, build_recurrent(model, embedding_dim), dropout, tie_weights)
+        self._train_state: State | None = None
+        self._eval_state: State | None = None
+        self._eval_sum = self._eval_count = None
+
+    # ---- training -------------------------------------------------------------------------
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        return self.net(x, state)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        x, y, reset = batch
+        logits, state = self.net(x, None if reset else self._train_state)
+        self._train_state = detach_state(state)  # carried to the next window, gradient stops here
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        self.log("train/loss", loss, prog_bar=True, batch_size=x.size(0))
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=x.size(0))
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._train_state = None  # the data also says reset at window 0; this covers resumed epochs
+
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None) -> None:
+        # Clip by norm ourselves: clip_grad_norm_ returns the pre-clip norm, so logging it is free.
+        if gradient_clip_algorithm is not None and gradient_clip_algorithm != "norm":
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        norm = nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val or math.inf)
+        self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+
+    def configure_optimizers(self) -> Any:
+        return build_optimization(
+            self, self.hparams.optimizer or DEFAULT_OPTIMIZER, self.hparams.scheduler, self.trainer.estimated_stepping_batches
+        )
+
+    # ---- evaluation: the mean over every target of the split, with the state carried -------
+
+    def _eval_start(self) -> None:
+        self._eval_state = None
+        self._eval_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._eval_count = torch.zeros((), dtype=torch.int64, device=self.device)
+
+    def _eval_step(self, batch: Batch) -> None:
+        x, y, reset = batch
+        logits, self._eval_state = self.net(x, None if reset else self._eval_state)
+        # Sums, not means: windows differ in how many real targets they hold (padding, short tail).
+        self._eval_sum += F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+        self._eval_count += (y != IGNORE_INDEX).sum()
+
+    def _eval_end(self, stage: str) -> Tensor:
+        loss = (self._eval_sum / self._eval_count.clamp(min=1)).float()
+        self.log_dict({f"{stage}/loss": loss, f"{stage}/bpc": loss / math.log(2), f"{stage}/ppl": loss.exp()}, prog_bar=stage == "val")
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+        if not self.trainer.sanity_checking and self.hparams.sample_length > 0:
+            self.log_samples()
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_start()
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    # ---- generation ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, prime: str, length: int, temperature: float = 0.8, top_k: int | None = None, generator: torch.Generator | None = None) -> str:
+        """`length` characters that follow `prime` (not included); temperature <= 0 is greedy.
+
+        Raises UserError when `prime` is empty or holds characters outside the vocabulary.
+        """
+        if not prime:
+            raise UserError("prime is empty: give the sampler at least one character to start from, e.g. prime='ROMEO:'.")
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise UserError(f"length={length!r}: must be a non-negative integer.")
+        was_training = self.training
+        self.eval()
+        ids = self.vocab.encode(prime, "prime").to(self.device)
+        logits, state = self.net(ids[None])  # read the whole prime in one call
+        out: list[int] = []
+        for _ in range(length):
+            nxt = sample_next(logits[0, -1], temperature, top_k, generator, banned=self.vocab.unk)
+            out.append(nxt)
+            logits, state = self.net(torch.tensor([[nxt]], device=self.device), state)
+        self.train(was_training)
+        return self.vocab.decode(out)
+
+    def log_samples(self) -> None:
+        """Samples at temperature 0.8 and greedy, to TensorBoard (as text) and the console."""
+        prime = "".join(c for c in self.hparams.sample_prime if c in self.vocab.stoi) or self.vocab.chars[0]
+        # Own generator: sampling must not move the global RNG, or it would change the training run.
+        gen = torch.Generator().manual_seed(self.global_step)
+        n = self.hparams.sample_length
+        samples = {"temperature_0.8": self.generate(prime, n, 0.8, generator=gen), "greedy": self.generate(prime, n, 0.0)}
+        for name, text in samples.items():
+            log.info("sample (%s) at step %d:\n%s%s", name, self.global_step, prime, text)
+            for logger in self.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    # Indented: TensorBoard renders text as Markdown, and a code block keeps line breaks.
+                    block = "    " + (prime + text).replace("\n", "\n    ")
+                    logger.experiment.add_text(f"samples/{name}", block, self.global_step)
+
+    # ---- checkpoints -----------------------------------------------------------------------
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get("hyper_parameters", {}).get("vocab")
+        if stored is not None and list(stored) != self.vocab.chars:
+            raise UserError(
+                f"The checkpoint was trained on a vocabulary of {len(stored)} characters, but this run's data "
+                f"gives {len(self.vocab)} different ones: resume or evaluate with the same task.data.path "
+                f"(and task.data.split) the checkpoint was trained on."
+            )
+
+    def datamodule_kwargs(self) -> dict[str, Any]:
+        """What a data module needs from a trained model: its vocabulary (for eval on any split)."""
+        return {"vocab": list(self.vocab.chars)}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> CharLMModule:
+        """The module stored in a checkpoint, on the CPU in eval mode, loaded with weights_only=True."""
+        ckpt = load_checkpoint(path)
+        hparams = dict(ckpt.get("hyper_parameters") or {})
+        if "vocab" not in hparams:
+            raise UserError(f"ckpt_path={path} is not a char-LM checkpoint (it stores no vocabulary).")
+        check_stored_model_config(hparams.get("model"), f"ckpt_path={path}")
+        module = cls(**hparams)
+        module.load_state_dict(ckpt["state_dict"])
+        return module.eval()

@@ -1,0 +1,53 @@
+"""Lightning callbacks shared by tasks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+
+
+class Throughput(L.Callback):
+    """Logs input tokens per second of training (characters, for charlm) as `name`.
+
+    Counts `batch[0].numel()` per training batch and the wall time spent inside training batches
+    (forward, backward, optimizer step; validation and checkpointing excluded). Emits the rate
+    over the batches since the last emission, at Lightning's logging steps only, so it costs
+    nothing in between. `tokens` / `seconds` hold the totals of the run for a final average.
+    """
+
+    def __init__(self, name: str = "train/tokens_per_sec") -> None:
+        self.name = name
+        self.tokens = 0
+        self.seconds = 0.0
+        self._window_tokens = 0
+        self._window_seconds = 0.0
+        self._t0 = 0.0
+
+    def _sync(self, trainer: L.Trainer) -> None:
+        if trainer.strategy.root_device.type == "cuda":  # kernels run async; time what they did
+            torch.cuda.synchronize(trainer.strategy.root_device)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        emit = trainer.log_every_n_steps > 0 and trainer.global_step % trainer.log_every_n_steps == 0
+        if emit:
+            self._sync(trainer)
+        dt = time.perf_counter() - self._t0
+        n = batch[0].numel()
+        self.tokens += n
+        self.seconds += dt
+        self._window_tokens += n
+        self._window_seconds += dt
+        if emit and self._window_seconds > 0:
+            pl_module.log(self.name, self._window_tokens / self._window_seconds, on_step=True, on_epoch=False)
+            self._window_tokens, self._window_seconds = 0, 0.0
+
+    @property
+    def mean(self) -> float:
+        """Tokens per second over the whole run so far."""
+        return self.tokens / self.seconds if self.seconds > 0 else float("nan")

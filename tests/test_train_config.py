@@ -1,0 +1,91 @@
+"""The Hydra configs: composition, the interface names, every model option, --help, bad options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from conftest import run_script
+from rnnlab.tasks.common import build_recurrent
+
+MODELS = ["rnn", "gru", "lstm", "torch_rnn", "torch_gru", "torch_lstm"]
+
+
+def test_composed_config_has_the_interface(cfg_train: DictConfig) -> None:
+    cfg = cfg_train
+    assert cfg.task.name == "charlm"
+    assert cfg.model._target_ == "rnnlab.nn.Recurrent" and cfg.model.cell == "lstm"
+    for key in ["model.hidden_size", "model.num_layers", "model.dropout", "task.data.path", "task.data.batch_size", "task.data.bptt", "seed", "ckpt_path"]:
+        assert OmegaConf.select(cfg, key, default="missing") != "missing", key
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+    assert cfg.task.module.dropout == cfg.model.dropout  # one knob for both dropouts unless overridden
+    assert "vocab" not in cfg.task.module  # data-derived sizes never live in the config
+    assert cfg.hydra.run.dir.startswith("outputs/charlm/runs/") and cfg.hydra.sweep.dir.startswith("outputs/charlm/multiruns/")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_config_builds_the_same_interface(cfg_factory, model: str) -> None:
+    cfg = cfg_factory(f"model={model}", "model.hidden_size=10", "model.num_layers=2")
+    cell = model.removeprefix("torch_")
+    assert cfg.model.cell == cell
+    assert cfg.model._target_ == ("rnnlab.nn.TorchRecurrent" if model.startswith("torch_") else "rnnlab.nn.Recurrent")
+    rnn = build_recurrent(OmegaConf.to_container(cfg.model, resolve=True), input_size=7)
+    out, state = rnn(torch.randn(3, 5, 7))
+    assert out.shape == (3, 5, 10) and rnn.output_size == 10
+    h = state[0] if cell == "lstm" else state
+    assert h.shape == (2, 3, 10)
+
+
+def test_experiment_config(cfg_factory) -> None:
+    cfg = cfg_factory("experiment=charlm_shakespeare", tiny=False)
+    assert cfg.model.cell == "lstm" and cfg.model._target_ == "rnnlab.nn.Recurrent"
+    assert cfg.trainer.max_time == "00:00:20:00" and cfg.task.data.path is None  # tiny Shakespeare
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=cfg.task.module.optimizer.lr)
+    total = 122 * cfg.trainer.max_epochs  # what the Trainer passes on tiny Shakespeare (122 windows/epoch)
+    sched = instantiate(cfg.task.module.scheduler)(opt, total_steps=total)
+    lrs = []
+    for _ in range(total + 5):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    warm = cfg.task.module.scheduler.warmup_steps
+    assert lrs[0] < lrs[warm - 1] == pytest.approx(cfg.task.module.optimizer.lr)  # linear warm-up
+    assert lrs[-1] == pytest.approx(cfg.task.module.optimizer.lr * cfg.task.module.scheduler.min_lr_ratio)  # decayed
+
+
+@pytest.mark.parametrize("debug", ["fast", "overfit"])
+def test_debug_configs_compose(cfg_factory, debug: str) -> None:
+    cfg = cfg_factory(f"debug={debug}")
+    assert cfg.trainer.get("fast_dev_run") or cfg.trainer.get("overfit_batches")
+
+
+def test_eval_and_sample_configs_compose(cfg_factory) -> None:
+    cfg = cfg_factory("ckpt_path=x.ckpt", config_name="eval", tiny=False)
+    assert cfg.task.name == "charlm" and cfg.ckpt_path == "x.ckpt"
+    cfg = cfg_factory("ckpt_path=x.ckpt", "length=7", config_name="sample", tiny=False)
+    assert cfg.length == 7 and cfg.prime == "\n" and cfg.top_k is None
+
+
+def test_help_lists_the_groups_and_options() -> None:
+    done = run_script("train.py", "--help")
+    assert done.returncode == 0, done.stderr
+    for line in [
+        "task: charlm",
+        "model: gru, lstm, rnn, torch_gru, torch_lstm, torch_rnn",
+        "trainer: cpu, default, gpu",
+        "logger: csv, tensorboard",
+        "debug: fast, overfit",
+        "experiment: charlm_shakespeare",
+        "callbacks: default",
+        "paths: default",
+    ]:
+        assert line in done.stdout, line
+    assert "RNNLAB_DATA_DIR" in done.stdout
+
+
+def test_unknown_task_lists_the_valid_ones() -> None:
+    done = run_script("train.py", "task=nope")
+    assert done.returncode != 0
+    assert "Could not find 'task/nope'" in done.stderr and "Available options in 'task':\n\tcharlm" in done.stderr
