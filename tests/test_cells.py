@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rnnlab.nn import GRUCell, LSTMCell, RNNCell, make_cell
+from rnnlab.nn.kernels import native
 
 PAIRS = [
     (lambda: RNNCell(3, 4, nonlinearity="tanh"), lambda: torch.nn.RNNCell(3, 4, nonlinearity="tanh")),
@@ -53,9 +54,11 @@ def test_gradcheck_step(make_ours):
     assert torch.autograd.gradcheck(f, (x, *state, *params))
 
 
+@pytest.mark.parametrize("use_native", [True, False], ids=["native", "python"])
 @pytest.mark.parametrize("make_ours", [p[0] for p in PAIRS], ids=IDS)
-def test_gradcheck_fused_sequence(make_ours):
+def test_gradcheck_fused_sequence(make_ours, use_native):
     """The hand-written backward against finite differences, every input of the kernel."""
+    native.set_enabled(use_native)
     torch.manual_seed(0)
     cell = make_ours().double()
     T, B = 4, 2
@@ -69,7 +72,10 @@ def test_gradcheck_fused_sequence(make_ours):
         with torch.nn.utils.stateless._reparametrize_module(cell, dict(zip(names, tensors[n:]))):
             return cell.fused_sequence(xw, tuple(tensors[:n]))
 
-    assert torch.autograd.gradcheck(f, (xw, *state, *params))
+    try:
+        assert torch.autograd.gradcheck(f, (xw, *state, *params))
+    finally:
+        native.set_enabled(True)
 
 
 def test_make_cell_rejects_unknown_name():

@@ -4,11 +4,15 @@ and the gradient of every parameter and of the input, through both the hand-writ
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.nn import Recurrent
+from rnnlab.nn.kernels import native
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 CELLS = {  # name: (torch class, extra torch kwargs)
@@ -19,6 +23,21 @@ CELLS = {  # name: (torch class, extra torch kwargs)
 }
 TOL = {torch.float64: dict(atol=1e-10, rtol=0), torch.float32: dict(atol=1e-5, rtol=1e-5)}
 B, T, I, H = 4, 7, 5, 6
+
+
+@pytest.fixture
+def kernel_path():
+    """Choose the kernels' inner loops for one test; restores the default afterwards."""
+    yield lambda path: native.set_enabled(path == "native")
+    native.set_enabled(True)
+
+
+def test_native_kernels_compile():
+    """The compiled loops must really be there where a compiler is, or the 'native' cases above
+    would silently test the PyTorch loops twice."""
+    if shutil.which("c++") is None or os.environ.get("RNNLAB_NATIVE") == "0":
+        pytest.skip("no C++ compiler (or RNNLAB_NATIVE=0): the PyTorch loops run instead")
+    assert native.ops() is not None
 
 
 def as_tuple(state):
@@ -47,16 +66,19 @@ def loss_of(out, state):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("fused", [True, False], ids=["fused", "autograd"])
+@pytest.mark.parametrize("path", ["native", "python", "autograd"])
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("cell", list(CELLS))
-def test_matches_torch_nn(cell, num_layers, bidirectional, with_lengths, fused, dtype, device):
+def test_matches_torch_nn(cell, num_layers, bidirectional, with_lengths, path, dtype, device, kernel_path):
+    """path: the hand-written BPTT through the compiled CPU loops (native) or PyTorch ops (python),
+    or autograd's unrolled graph of the cell's step."""
     torch.manual_seed(0)
     cls, kwargs = CELLS[cell]
     ref = cls(I, H, num_layers, batch_first=True, bidirectional=bidirectional, **kwargs).to(device, dtype)
-    ours = Recurrent.from_torch(ref, fused=fused)
+    kernel_path(path)
+    ours = Recurrent.from_torch(ref, fused=path != "autograd")
     D = 2 if bidirectional else 1
     x = torch.randn(B, T, I, device=device, dtype=dtype)
     lengths = torch.tensor([T, 3, 1, 5]) if with_lengths else None

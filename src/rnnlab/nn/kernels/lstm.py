@@ -1,7 +1,9 @@
 """LSTM over a sequence with a hand-written backward (gate order i, f, g, o as torch.nn).
 
-The loops zip over `unbind(0)` views made once, not `tensor[t]` per step: on small sizes the
-per-op Python overhead is the cost, and every index is one more op.
+Each pass exists twice with the same contract and the same math: in C++ (`native/cells.cpp`, one
+fused pointwise pass per step, used on CPU when it compiled) and below in PyTorch ops (any device).
+The PyTorch loops zip over `unbind(0)` views made once, not `tensor[t]` per step: on small sizes
+per-op overhead is the cost, and every index is one more op.
 """
 
 from __future__ import annotations
@@ -9,79 +11,87 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnlab.nn.kernels.common import needs_grad
+from rnnlab.nn.kernels.common import native_ops, needs_grad
+
+
+def forward_loop(xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, keep: bool) -> list[Tensor]:
+    """[hs, cs, acts, tanh(cs)]: hs, cs (T+1, B, H) with the initial state in slot 0 (so h_{t-1} for
+    every t is a view); if keep, the activated gates (T, B, 4H) and tanh(c_t) (T, B, H), else Nones."""
+    T, B, G = xw.shape
+    H = G // 4
+    hs, cs = xw.new_empty(T + 1, B, H), xw.new_empty(T + 1, B, H)
+    hs[0], cs[0] = h0, c0
+    w_t = w_hh.t()
+    if not keep:  # inference: each step's gates stay in one cache-hot buffer
+        for x_t, h, c, h_new, c_new in zip(xw.unbind(0), hs.unbind(0), cs.unbind(0), hs[1:].unbind(0), cs[1:].unbind(0)):
+            a = torch.addmm(x_t, h, w_t)
+            a_if, a_g, a_o = a.split([2 * H, H, H], 1)
+            a_if.sigmoid_(), a_g.tanh_(), a_o.sigmoid_()
+            i, f = a_if.chunk(2, 1)
+            torch.mul(f, c, out=c_new).addcmul_(i, a_g)
+            torch.mul(a_o, torch.tanh(c_new), out=h_new)
+        return [hs, cs, None, None]
+    acts, tcs = torch.empty_like(xw), xw.new_empty(T, B, H)
+    sig_if, tanh_g, sig_o = (v.unbind(0) for v in acts.split([2 * H, H, H], 2))
+    i, f, g, o = (v.unbind(0) for v in acts.split(H, 2))
+    steps = zip(xw.unbind(0), acts.unbind(0), sig_if, tanh_g, sig_o, i, f, g, o,
+                hs.unbind(0), cs.unbind(0), hs[1:].unbind(0), cs[1:].unbind(0), tcs.unbind(0))
+    for x_t, a, a_if, a_g, a_o, i_t, f_t, g_t, o_t, h, c, h_new, c_new, tc in steps:
+        torch.addmm(x_t, h, w_t, out=a)
+        a_if.sigmoid_(), a_g.tanh_(), a_o.sigmoid_()
+        torch.mul(f_t, c, out=c_new).addcmul_(i_t, g_t)  # c_t = f c_{t-1} + i g
+        torch.mul(o_t, torch.tanh(c_new, out=tc), out=h_new)  # h_t = o tanh(c_t)
+    return [hs, cs, acts, tcs]
+
+
+def backward_loop(dhs: Tensor, dcs: Tensor, w_hh: Tensor, acts: Tensor, cs: Tensor, tcs: Tensor) -> list[Tensor]:
+    """[d gates_pre (T, B, 4H), dh0, dc0] from the gradients reaching every h_t and c_t."""
+    T, B, G = acts.shape
+    H = G // 4
+    i, f, g, o = acts.split(H, 2)
+    # Everything that depends on forward values only, for all steps at once:
+    #   dc_t += dh_t ⊙ o ⊙ (1 - tanh²c_t)
+    #   d(i, f, g)_pre = dc_t ⊙ k_(i, f, g),  do_pre = dh_t ⊙ k_o
+    # with σ' = s - s², tanh' = 1 - g².
+    dc_from_dh = o * (1 - tcs * tcs)
+    k = acts - acts * acts  # σ'(gates); the g block is fixed below
+    k[:, :, 2 * H : 3 * H] = 1 - g * g
+    k_i, k_f, k_g, k_o = k.split(H, 2)
+    k_i.mul_(g), k_f.mul_(cs[:-1]), k_g.mul_(i), k_o.mul_(tcs)
+    dgates = torch.empty_like(acts)
+    k_ifg = k.view(T, B, 4, H)[:, :, :3].unbind(0)
+    dgates_ifg = dgates.view(T, B, 4, H)[:, :, :3].unbind(0)
+    dgates_o = dgates[:, :, 3 * H :].unbind(0)
+    dh, dc = dhs.new_zeros(B, H), dhs.new_zeros(B, H)
+    steps = zip(dhs.unbind(0), dcs.unbind(0), dc_from_dh.unbind(0), k_ifg, k_o.unbind(0), f.unbind(0),
+                dgates.unbind(0), dgates_ifg, dgates_o)
+    for dh_t, dc_t, kc, k3, ko, f_t, dg, dg3, dgo in reversed(list(steps)):
+        dh = dh_t + dh
+        dc = torch.addcmul(dc_t + dc, dh, kc)
+        torch.mul(k3, dc.unsqueeze(1), out=dg3)
+        torch.mul(ko, dh, out=dgo)
+        dc = dc * f_t  # to c_{t-1}
+        dh = dg @ w_hh  # to h_{t-1}
+    return [dgates, dh, dc]
 
 
 class _LSTMSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[Tensor, Tensor]:
-        T, B, G = xw.shape
-        H = G // 4
-        acts = torch.empty_like(xw)  # activated gates i, f, g, o: (T, B, 4H)
-        # Slot 0 holds the initial state, so h_{t-1} for every t is a view (no cat in backward).
-        hs, cs = xw.new_empty(T + 1, B, H), xw.new_empty(T + 1, B, H)
-        hs[0], cs[0] = h0, c0
-        tcs = xw.new_empty(T, B, H)  # tanh(c_t), reused by backward
-        w_t = w_hh.t()
-        sig_if, tanh_g, sig_o = (v.unbind(0) for v in acts.split([2 * H, H, H], 2))
-        i, f, g, o = (v.unbind(0) for v in acts.split(H, 2))
-        steps = zip(xw.unbind(0), acts.unbind(0), sig_if, tanh_g, sig_o, i, f, g, o,
-                    hs.unbind(0), cs.unbind(0), hs[1:].unbind(0), cs[1:].unbind(0), tcs.unbind(0))
-        for x_t, a, a_if, a_g, a_o, i_t, f_t, g_t, o_t, h, c, h_new, c_new, tc in steps:
-            torch.addmm(x_t, h, w_t, out=a)
-            a_if.sigmoid_(), a_g.tanh_(), a_o.sigmoid_()
-            torch.mul(f_t, c, out=c_new).addcmul_(i_t, g_t)  # c_t = f c_{t-1} + i g
-            torch.mul(o_t, torch.tanh(c_new, out=tc), out=h_new)  # h_t = o tanh(c_t)
+        native = native_ops(xw)
+        loop = native.lstm_forward if native is not None else forward_loop
+        hs, cs, acts, tcs = loop(xw, h0.contiguous(), c0.contiguous(), w_hh, True)
+        ctx.native = native
         ctx.save_for_backward(w_hh, acts, hs, cs, tcs)
         return hs[1:], cs[1:]
 
     @staticmethod
     def backward(ctx, dhs: Tensor, dcs: Tensor):
         w_hh, acts, hs, cs, tcs = ctx.saved_tensors
-        T, B, G = acts.shape
-        H = G // 4
-        i, f, g, o = acts.split(H, 2)
-        # Everything that depends on forward values only, for all steps at once:
-        #   dc_t += dh_t ⊙ o ⊙ (1 - tanh²c_t)
-        #   d(i, f, g)_pre = dc_t ⊙ k_(i, f, g),  do_pre = dh_t ⊙ k_o
-        # with σ' = s - s², tanh' = 1 - g².
-        dc_from_dh = torch.addcmul(o, o, tcs * tcs, value=-1)
-        k = torch.addcmul(acts, acts, acts, value=-1)  # σ'(gates); the g block is fixed below
-        torch.addcmul(torch.ones_like(g), g, g, value=-1, out=k[:, :, 2 * H : 3 * H])
-        k_i, k_f, k_g, k_o = k.split(H, 2)
-        k_i.mul_(g), k_f.mul_(cs[:-1]), k_g.mul_(i), k_o.mul_(tcs)
-        dgates = torch.empty_like(acts)
-        k_ifg = k.view(T, B, 4, H)[:, :, :3].unbind(0)
-        dgates_ifg = dgates.view(T, B, 4, H)[:, :, :3].unbind(0)
-        dgates_o = dgates[:, :, 3 * H :].unbind(0)
-        dh, dc = torch.zeros_like(hs[0]), torch.zeros_like(cs[0])
-        steps = zip(dhs.unbind(0), dcs.unbind(0), dc_from_dh.unbind(0), k_ifg, k_o.unbind(0), f.unbind(0),
-                    dgates.unbind(0), dgates_ifg, dgates_o)
-        for dh_t, dc_t, kc, k3, ko, f_t, dg, dg3, dgo in reversed(list(steps)):
-            dh = dh_t + dh
-            dc = torch.addcmul(dc_t + dc, dh, kc)
-            torch.mul(k3, dc.unsqueeze(1), out=dg3)
-            torch.mul(ko, dh, out=dgo)
-            dc = dc * f_t  # to c_{t-1}
-            dh = dg @ w_hh  # to h_{t-1}
+        loop = ctx.native.lstm_backward if ctx.native is not None else backward_loop
+        dgates, dh, dc = loop(dhs.contiguous(), dcs.contiguous(), w_hh, acts, cs, tcs)
         dw = dgates.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # Σ_t dgates_tᵀ h_{t-1}, one matmul
         return dgates, dh, dc, dw
-
-
-def _lstm_inference(xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[Tensor, Tensor]:
-    """The forward loop alone: no gates kept for a backward, and each step's gates stay in cache."""
-    T, B, G = xw.shape
-    H = G // 4
-    hs, cs = xw.new_empty(T, B, H), xw.new_empty(T, B, H)
-    h, c, w_t = h0, c0, w_hh.t()
-    for x_t, h_t, c_t in zip(xw.unbind(0), hs.unbind(0), cs.unbind(0)):
-        a = torch.addmm(x_t, h, w_t)
-        a_if, a_g, a_o = a.split([2 * H, H, H], 1)
-        a_if.sigmoid_(), a_g.tanh_(), a_o.sigmoid_()
-        i, f = a_if.chunk(2, 1)
-        c = torch.mul(f, c, out=c_t).addcmul_(i, a_g)
-        h = torch.mul(a_o, torch.tanh(c), out=h_t)
-    return hs, cs
 
 
 def lstm_sequence(xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,6 +99,10 @@ def lstm_sequence(xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[Ten
 
     Returns (h, c) for every step, each (time, batch, H).
     """
+    xw = xw.contiguous()
     if needs_grad(xw, h0, c0, w_hh):
-        return _LSTMSequence.apply(xw.contiguous(), h0, c0, w_hh)
-    return _lstm_inference(xw, h0, c0, w_hh)
+        return _LSTMSequence.apply(xw, h0, c0, w_hh)
+    native = native_ops(xw)
+    loop = native.lstm_forward if native is not None else forward_loop
+    hs, cs, _, _ = loop(xw, h0.contiguous(), c0.contiguous(), w_hh, False)
+    return hs[1:], cs[1:]

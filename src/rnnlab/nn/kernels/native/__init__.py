@@ -1,0 +1,55 @@
+"""Fused CPU loops for the LSTM and GRU kernels, compiled on first use (C++, `cells.cpp`).
+
+Compiled once per machine with torch's JIT extension builder and cached (TORCH_EXTENSIONS_DIR,
+default ~/.cache/torch_extensions). Where no compiler is present or the build fails, `ops()`
+returns None with one warning and the kernels run their pure-PyTorch loops, which give the same
+numbers. RNNLAB_NATIVE=0 turns the native loops off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+_SOURCE = Path(__file__).with_name("cells.cpp")
+_state: dict[str, object] = {}
+
+
+def _build():
+    from torch.utils.cpp_extension import load
+
+    flags = ["-O3"]
+    # ATen's Vectorized picks its instruction set from CPU_CAPABILITY_*: match what torch uses here.
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability in ("AVX2", "AVX512"):
+        flags += ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"]
+    # torch's builder runs `ninja` from PATH; the `ninja` wheel (a dependency) puts it beside python.
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), path])
+    try:
+        load(name="rnnlab_native", sources=[str(_SOURCE)], extra_cflags=flags, is_python_module=False, verbose=False)
+    finally:
+        os.environ["PATH"] = path
+    return torch.ops.rnnlab_native
+
+
+def ops():
+    """torch.ops.rnnlab_native (lstm_forward, lstm_backward, gru_forward, gru_backward), or None."""
+    if "ops" not in _state:
+        _state["ops"] = None
+        if os.environ.get("RNNLAB_NATIVE", "1") != "0":
+            try:
+                _state["ops"] = _build()
+            except Exception as e:  # no compiler, no ninja, a failed build: the Python loops remain
+                warnings.warn(f"rnnlab: native CPU kernels unavailable ({type(e).__name__}: {e}); "
+                              "using the pure-PyTorch loops (same results, slower).", stacklevel=2)
+    return _state["ops"] if _state.get("enabled", True) else None
+
+
+def set_enabled(enabled: bool) -> None:
+    """Use (True, default) or bypass (False) the native loops in this process, e.g. to compare."""
+    _state["enabled"] = enabled
