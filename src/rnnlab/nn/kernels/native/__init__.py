@@ -22,7 +22,7 @@ _state: dict[str, object] = {}
 def _build():
     from torch.utils.cpp_extension import load
 
-    flags = ["-O3"]
+    flags = ["-O3", "-fopenmp"]
     # ATen's Vectorized picks its instruction set from CPU_CAPABILITY_*: match what torch uses here.
     capability = torch.backends.cpu.get_cpu_capability()
     if capability in ("AVX2", "AVX512"):
@@ -31,7 +31,7 @@ def _build():
     path = os.environ.get("PATH", "")
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), path])
     try:
-        load(name="rnnlab_native", sources=[str(_SOURCE)], extra_cflags=flags, is_python_module=False, verbose=False)
+        load(name="rnnlab_native", sources=[str(_SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
     finally:
         os.environ["PATH"] = path
     return torch.ops.rnnlab_native
