@@ -39,7 +39,7 @@ inline Vec<T> tanh(const Vec<T>& x) {
 // Run f(row) for rows [0, B), split across threads only when a row range holds enough work.
 template <typename F>
 inline void for_rows(int64_t B, int64_t work_per_row, const F& f) {
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work_per_row));
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, work_per_row));
   at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) f(b);
   });
