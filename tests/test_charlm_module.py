@@ -110,6 +110,8 @@ def test_generate_length_vocabulary_and_modes() -> None:
     assert module.generate("ROMEO:", 50, temperature=1.0, top_k=1, generator=g(2)) == greedy  # top-1 is greedy
     assert module.generate("a", 0) == ""
     assert module.training  # generate restores the mode it found
+    # Text starts at a line break: a prime without one is read after one.
+    assert module.generate("ROMEO:", 50, temperature=0) == module.generate("\nROMEO:", 50, temperature=0)
 
 
 def test_generate_never_writes_the_unknown_marker() -> None:

@@ -185,6 +185,11 @@ class CharLMModule(L.LightningModule):
     def generate(self, prime: str, length: int, temperature: float = 0.8, top_k: int | None = None, generator: torch.Generator | None = None) -> str:
         """`length` characters that follow `prime` (not included); temperature <= 0 is greedy.
 
+        The model reads a line break before the prime (when the prime does not start with one and
+        the vocabulary has it): it was trained on a running stream, where a zero state is rare and
+        a line break is the start of text it knows best; a zero state straight into mid-line
+        characters can derail it (e.g. "ROMEO:" from a zero state gives gibberish, "\nROMEO:" verse).
+
         Raises UserError when `prime` is empty or holds characters outside the vocabulary.
         """
         if not prime:
@@ -193,7 +198,8 @@ class CharLMModule(L.LightningModule):
             raise UserError(f"length={length!r}: must be a non-negative integer.")
         was_training = self.training
         self.eval()
-        ids = self.vocab.encode(prime, "prime").to(self.device)
+        context = prime if prime.startswith("\n") or "\n" not in self.vocab.stoi else "\n" + prime
+        ids = self.vocab.encode(context, "prime").to(self.device)
         logits, state = self.net(ids[None])  # read the whole prime in one call
         out: list[int] = []
         for _ in range(length):
