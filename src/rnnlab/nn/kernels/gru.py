@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnlab.nn.kernels.common import native_ops, needs_grad
+from rnnlab.nn.kernels.common import loop_for, needs_grad
 
 
 def forward_loop(xw: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None, keep: bool) -> list[Tensor]:
@@ -56,18 +56,17 @@ def backward_loop(dhs: Tensor, w_hh: Tensor, hw: Tensor, rz: Tensor, ns: Tensor,
 class _GRUSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xw: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
-        native = native_ops(xw)
-        loop = native.gru_forward if native is not None else forward_loop
+        loop = loop_for(xw, "gru_forward", forward_loop)
         hs, hw, rz, ns = loop(xw, h0.contiguous(), w_hh, b_hh, True)
-        ctx.native, ctx.has_bias = native, b_hh is not None
+        ctx.backward_loop = loop_for(xw, "gru_backward", backward_loop)  # the forward's twin
+        ctx.has_bias = b_hh is not None
         ctx.save_for_backward(w_hh, hw, rz, ns, hs)
         return hs[1:]
 
     @staticmethod
     def backward(ctx, dhs: Tensor):
         w_hh, hw, rz, ns, hs = ctx.saved_tensors
-        loop = ctx.native.gru_backward if ctx.native is not None else backward_loop
-        dhw, dn_pre, dh = loop(dhs.contiguous(), w_hh, hw, rz, ns, hs)
+        dhw, dn_pre, dh = ctx.backward_loop(dhs.contiguous(), w_hh, hw, rz, ns, hs)
         H = dn_pre.size(2)
         dxw = torch.cat([dhw[:, :, : 2 * H], dn_pre], 2)
         dhw_flat = dhw.flatten(0, 1)
@@ -84,6 +83,4 @@ def gru_sequence(xw: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> T
     xw = xw.contiguous()
     if needs_grad(xw, h0, w_hh, b_hh):
         return _GRUSequence.apply(xw, h0, w_hh, b_hh)
-    native = native_ops(xw)
-    loop = native.gru_forward if native is not None else forward_loop
-    return loop(xw, h0.contiguous(), w_hh, b_hh, False)[0][1:]
+    return loop_for(xw, "gru_forward", forward_loop)(xw, h0.contiguous(), w_hh, b_hh, False)[0][1:]

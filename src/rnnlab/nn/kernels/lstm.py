@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnlab.nn.kernels.common import native_ops, needs_grad
+from rnnlab.nn.kernels.common import loop_for, needs_grad
 
 
 def forward_loop(xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, keep: bool) -> list[Tensor]:
@@ -78,18 +78,16 @@ def backward_loop(dhs: Tensor, dcs: Tensor, w_hh: Tensor, acts: Tensor, cs: Tens
 class _LSTMSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[Tensor, Tensor]:
-        native = native_ops(xw)
-        loop = native.lstm_forward if native is not None else forward_loop
+        loop = loop_for(xw, "lstm_forward", forward_loop)
         hs, cs, acts, tcs = loop(xw, h0.contiguous(), c0.contiguous(), w_hh, True)
-        ctx.native = native
+        ctx.backward_loop = loop_for(xw, "lstm_backward", backward_loop)  # the forward's twin
         ctx.save_for_backward(w_hh, acts, hs, cs, tcs)
         return hs[1:], cs[1:]
 
     @staticmethod
     def backward(ctx, dhs: Tensor, dcs: Tensor):
         w_hh, acts, hs, cs, tcs = ctx.saved_tensors
-        loop = ctx.native.lstm_backward if ctx.native is not None else backward_loop
-        dgates, dh, dc = loop(dhs.contiguous(), dcs.contiguous(), w_hh, acts, cs, tcs)
+        dgates, dh, dc = ctx.backward_loop(dhs.contiguous(), dcs.contiguous(), w_hh, acts, cs, tcs)
         dw = dgates.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # Σ_t dgates_tᵀ h_{t-1}, one matmul
         return dgates, dh, dc, dw
 
@@ -102,7 +100,5 @@ def lstm_sequence(xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[Ten
     xw = xw.contiguous()
     if needs_grad(xw, h0, c0, w_hh):
         return _LSTMSequence.apply(xw, h0, c0, w_hh)
-    native = native_ops(xw)
-    loop = native.lstm_forward if native is not None else forward_loop
-    hs, cs, _, _ = loop(xw, h0.contiguous(), c0.contiguous(), w_hh, False)
+    hs, cs, _, _ = loop_for(xw, "lstm_forward", forward_loop)(xw, h0.contiguous(), c0.contiguous(), w_hh, False)
     return hs[1:], cs[1:]
