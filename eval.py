@@ -9,9 +9,10 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from rnnlab.evaluate import main as run
+    from rnnlab.entry import run
+    from rnnlab.evaluate import evaluate
 
-    run(cfg)
+    run(evaluate, cfg, run_dir=cfg.paths.output_dir)
 
 
 if __name__ == "__main__":

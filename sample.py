@@ -1,4 +1,4 @@
-"""Generate text from a char-LM checkpoint:
+"""Generate text from a char-LM checkpoint (charlm's spelling of predict.py):
 
     python sample.py ckpt_path=<run>/checkpoints/best.ckpt prime="ROMEO:" length=500 temperature=0.8 top_k=10
 
@@ -11,9 +11,10 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="sample")
 def main(cfg: DictConfig) -> None:
-    from rnnlab.sample import main as run
+    from rnnlab.entry import run
+    from rnnlab.sample import main as sample
 
-    run(cfg)
+    run(sample, cfg)
 
 
 if __name__ == "__main__":

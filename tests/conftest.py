@@ -102,3 +102,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # Lightning 2.6 calls a pytree API that torch deprecates (the entry points silence it too).
     config.addinivalue_line("filterwarnings", r"ignore:.*isinstance\(treespec, LeafSpec\):DeprecationWarning")
     config.addinivalue_line("filterwarnings", r"ignore:.*isinstance\(treespec, LeafSpec\)")
+
+
+def run_main(cfg):
+    """`train.py` in-process: rnnlab.train.main inside the entry layer's exit-2 wrapper."""
+    from rnnlab.entry import run
+    from rnnlab.train import main
+
+    return run(main, cfg, run_dir=cfg.paths.output_dir)

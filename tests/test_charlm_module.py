@@ -15,13 +15,14 @@ from conftest import run_script
 from rnnlab.sample import sample
 from rnnlab.tasks.charlm import CharLMDataModule, CharLMModule
 from rnnlab.tasks.charlm.data import IGNORE_INDEX, UNK, StreamWindows
+from rnnlab.tasks.settings import build_optimization
 from rnnlab.utils.errors import UserError
 
 VOCAB = list("\n !,.:?abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-def tiny_module(cell: str = "lstm", target: str = "rnnlab.nn.Recurrent", vocab: list[str] = VOCAB, **kwargs) -> CharLMModule:
-    model = {"_target_": target, "_partial_": True, "cell": cell, "hidden_size": 12, "num_layers": 2, "dropout": 0.0}
+def tiny_module(cell: str = "lstm", layer: str = "rnnlab", vocab: list[str] = VOCAB, **kwargs) -> CharLMModule:
+    model = {"layer": layer, "cell": cell, "hidden_size": 12, "num_layers": 2, "dropout": 0.0}
     return CharLMModule(vocab=vocab, model=model, embedding_dim=6, **kwargs)
 
 
@@ -39,17 +40,49 @@ def test_forward_shapes_and_state(cell: str) -> None:
 
 
 def test_weight_tying() -> None:
-    model = {"_target_": "rnnlab.nn.Recurrent", "_partial_": True, "cell": "gru", "hidden_size": 6, "num_layers": 1, "dropout": 0.0}
+    model = {"layer": "rnnlab", "cell": "gru", "hidden_size": 6, "num_layers": 1, "dropout": 0.0}
     module = CharLMModule(vocab=VOCAB, model=model, embedding_dim=6, tie_weights=True)
     assert module.net.head.weight is module.net.embed.weight
     with pytest.raises(UserError, match="tie_weights=true needs .* model.hidden_size"):
         CharLMModule(vocab=VOCAB, model={**model, "hidden_size": 8}, embedding_dim=6, tie_weights=True)
 
 
-def test_bad_model_config_is_a_user_error() -> None:
-    model = {"_target_": "rnnlab.nn.Recurrent", "_partial_": True, "cell": "lstm", "hidden_size": 0}
-    with pytest.raises(UserError, match="does not build a rnnlab.nn.Recurrent.*hidden_size.*Fix the model"):
-        CharLMModule(vocab=VOCAB, model=model)
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(model={"layer": "rnnlab", "cell": "lstm", "hidden_size": 0}), r"^model.hidden_size=0: Recurrent: hidden_size must be a positive integer, got 0\. Fix it"),
+        (dict(model={"layer": "keras", "cell": "lstm", "hidden_size": 4}), r"^model.layer='keras': choose one of \['rnnlab', 'torch'\]"),
+        (dict(embedding_dim=0), r"^task.module.embedding_dim=0: must be a positive integer"),
+        (dict(dropout=1.5), r"^task.module.dropout=1.5: must be a number in \[0, 1\)"),
+        (dict(optimizer={"name": "adam", "lr": float("nan")}), r"^task.module.optimizer.lr=nan: the learning rate must be a positive finite number"),
+        (dict(optimizer={"name": "sgd", "lr": 0.1, "momentum": -1}), r"^task.module.optimizer=.*torch.optim.SGD refuses these arguments \(Invalid momentum value: -1"),
+        (dict(optimizer={"name": "lion", "lr": 0.1}), r"^task.module.optimizer.name='lion': choose one of \['adam', 'adamw', 'rmsprop', 'sgd'\]"),
+        (dict(scheduler={"name": "warmup_cosine", "warmup": 3}), r"^task.module.scheduler: warmup_cosine takes \['warmup_steps', 'min_lr_ratio'\], not \['warmup'\]"),
+    ],
+    ids=["hidden0", "layer", "embedding0", "dropout", "lr-nan", "momentum", "optimizer-name", "schedule-arg"],
+)
+def test_bad_arguments_are_user_errors_naming_the_config_key(kwargs: dict, message: str) -> None:
+    args = dict(vocab=VOCAB, model={"layer": "rnnlab", "cell": "lstm", "hidden_size": 4}) | kwargs
+    with pytest.raises(UserError, match=message):
+        CharLMModule(**args)
+
+
+def test_settings_are_stored_plain_and_the_hydra_spelling_reads_through_the_same_tables() -> None:
+    hydra_style = CharLMModule(
+        vocab=VOCAB,
+        model={"_target_": "rnnlab.nn.TorchRecurrent", "_partial_": True, "cell": "gru", "hidden_size": 4},
+        optimizer={"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 0.01, "betas": [0.8, 0.9]},
+        scheduler={"_target_": "rnnlab.utils.schedules.warmup_cosine", "_partial_": True, "warmup_steps": 2},
+    )
+    assert hydra_style.hparams.model == {"layer": "torch", "cell": "gru", "hidden_size": 4}
+    assert hydra_style.hparams.optimizer == {"name": "adamw", "lr": 0.01, "betas": [0.8, 0.9]}
+    assert hydra_style.hparams.scheduler == {"name": "warmup_cosine", "warmup_steps": 2}
+    assert tiny_module().hparams.optimizer == {"name": "adam", "lr": 2e-3}  # the default, spelled out
+    built = build_optimization(hydra_style.parameters(), hydra_style.hparams.optimizer, hydra_style.hparams.scheduler, total_steps=10)
+    assert type(built["optimizer"]) is torch.optim.AdamW and built["optimizer"].defaults["betas"] == (0.8, 0.9)
+    assert built["optimizer"].param_groups[0]["lr"] == pytest.approx(0.01 / 2)  # warm-up step 0 of 2
+    with pytest.raises(UserError, match=r"model._target_='os.system' is not one rnnlab knows"):
+        CharLMModule(vocab=VOCAB, model={"_target_": "os.system", "cell": "lstm", "hidden_size": 4})
 
 
 def test_training_carries_the_detached_state_and_resets_on_request() -> None:
@@ -71,13 +104,13 @@ def test_training_carries_the_detached_state_and_resets_on_request() -> None:
     assert torch.allclose(loss_reset, F.cross_entropy(logits0.flatten(0, 1), y1.flatten()))
 
 
-@pytest.mark.parametrize("target", ["rnnlab.nn.Recurrent", "rnnlab.nn.TorchRecurrent"])
-def test_val_loss_is_the_mean_over_the_whole_split(tmp_path: Path, tiny_corpus: Path, target: str) -> None:
+@pytest.mark.parametrize("layer", ["rnnlab", "torch"])
+def test_val_loss_is_the_mean_over_the_whole_split(tmp_path: Path, tiny_corpus: Path, layer: str) -> None:
     """Windowed evaluation with the carried state == one forward over each whole stream."""
     torch.manual_seed(0)
     dm = CharLMDataModule(path=str(tiny_corpus), batch_size=4, bptt=7, eval_batch_size=3)
     dm.setup()
-    module = tiny_module("lstm", target, vocab=dm.model_kwargs()["vocab"], sample_length=0)
+    module = tiny_module("lstm", layer, vocab=dm.model_kwargs()["vocab"], sample_length=0)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     (result,) = trainer.validate(module, datamodule=dm, verbose=False)
 
@@ -123,10 +156,34 @@ def test_generate_never_writes_the_unknown_marker() -> None:
     assert len(text) == 100 and UNK not in text
 
 
-@pytest.mark.parametrize("prime, length, message", [("", 5, "prime is empty"), ("ROMEO: 7", 5, "lacks: '7'"), ("a", -1, "length=-1")])
-def test_generate_rejects_bad_arguments(prime: str, length: int, message: str) -> None:
+@pytest.mark.parametrize(
+    "prime, length, options, message",
+    [("", 5, {}, "prime is empty"), ("ROMEO: 7", 5, {}, "lacks: '7'"), ("a", -1, {}, "length=-1"),
+     ("a", 5, {"top_k": 0}, "top_k=0: must be a positive integer"), ("a", 5, {"temperature": "hot"}, "temperature='hot': must be a number")],
+)
+def test_generate_rejects_bad_arguments(prime: str, length: int, options: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
-        tiny_module().generate(prime, length)
+        tiny_module().generate(prime, length, **options)
+
+
+def test_predict_text_continues_each_input() -> None:
+    torch.manual_seed(0)
+    module = tiny_module("gru")
+    outputs = module.predict_text(["ROMEO:", "a b"], length=30, temperature=0.8, top_k=5, seed=7)
+    gen = torch.Generator().manual_seed(7)  # one generator for all inputs, in order
+    expected = [p + module.generate(p, 30, 0.8, 5, gen) for p in ["ROMEO:", "a b"]]
+    assert outputs == expected and [len(o) for o in outputs] == [36, 33]
+    assert module.predict_text(["xy"], length=10, temperature=0) == ["xy" + module.generate("xy", 10, temperature=0)]
+    with pytest.raises(UserError, match="input 2 is empty"):
+        module.predict_text(["a", ""], length=3)
+    with pytest.raises(UserError, match="input 1 contains characters the vocabulary lacks: '7'"):
+        module.predict_text(["7"], length=3)
+
+
+def test_derived_metrics_are_bits_and_perplexity() -> None:
+    derived = tiny_module().derived_metrics({"val/loss": 1.5, "test/loss": 2.0, "train/loss": 9.0})
+    assert derived == {"val/bpc": 1.5 / math.log(2), "val/ppl": math.exp(1.5), "test/bpc": 2.0 / math.log(2), "test/ppl": math.exp(2.0)}
+    assert tiny_module().derived_metrics({"epoch": 1.0}) == {}
 
 
 def test_checkpoints_load_weights_only(tiny_run: tuple[Path, dict]) -> None:
@@ -137,6 +194,11 @@ def test_checkpoints_load_weights_only(tiny_run: tuple[Path, dict]) -> None:
         assert isinstance(vocab, list) and all(isinstance(c, str) and len(c) == 1 for c in vocab)
     module = CharLMModule.from_checkpoint(out / "checkpoints" / "best.ckpt")
     assert not module.training and module.vocab.chars == vocab
+    # Plain settings only: names from fixed tables, no import path anywhere in the hyper-parameters.
+    hp = ckpt["hyper_parameters"]
+    assert hp["model"] == {"layer": "rnnlab", "cell": "lstm", "hidden_size": 16, "num_layers": 1, "dropout": 0.0}
+    assert hp["optimizer"] == {"name": "adam", "lr": 2e-3} and hp["scheduler"] is None
+    assert "_target_" not in repr(hp) and ckpt["rnnlab_task"] == "charlm"
 
 
 def test_a_checkpoint_cannot_make_loading_run_code(tiny_run: tuple[Path, dict], tmp_path: Path) -> None:
@@ -144,15 +206,34 @@ def test_a_checkpoint_cannot_make_loading_run_code(tiny_run: tuple[Path, dict], 
     ckpt = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     marker = tmp_path / "pwned"
     payload = {"_target_": "pathlib.Path.touch", "self": str(marker)}
-    for model, message in [
-        ({**ckpt["hyper_parameters"]["model"], "_target_": "os.system"}, "names the layer 'os.system'"),
-        ({**ckpt["hyper_parameters"]["model"], "hidden_size": payload}, "non-scalar values under \\['hidden_size'\\]"),
+    hp = ckpt["hyper_parameters"]
+    for key, value, message in [
+        ("model", {**hp["model"], "_target_": "os.system"}, "model._target_='os.system' is not one rnnlab knows"),
+        ("model", {**hp["model"], "hidden_size": payload}, "model: the values under \\['hidden_size'\\] are not plain"),
+        ("optimizer", {"_target_": "os.system", "command": "touch x"}, "task.module.optimizer._target_='os.system' is not one"),
+        ("scheduler", {"name": "builtins.exec"}, "task.module.scheduler.name='builtins.exec': choose one of"),
     ]:
-        bad = {**ckpt, "hyper_parameters": {**ckpt["hyper_parameters"], "model": model}}
-        torch.save(bad, tmp_path / "bad.ckpt")
+        torch.save({**ckpt, "hyper_parameters": {**hp, key: value}}, tmp_path / "bad.ckpt")
         with pytest.raises(UserError, match=message):
             CharLMModule.from_checkpoint(tmp_path / "bad.ckpt")
     assert not marker.exists()
+
+
+def test_checkpoints_from_before_the_plain_settings_still_load(tiny_run: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = tiny_run
+    ckpt = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    legacy = {  # how checkpoints spelled the layer and optimizer before: Hydra partials
+        **hp,
+        "model": {"_target_": "rnnlab.nn.Recurrent", "_partial_": True, **{k: v for k, v in hp["model"].items() if k != "layer"}},
+        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 2e-3},
+    }
+    old = {k: v for k, v in ckpt.items() if k != "rnnlab_task"} | {"hyper_parameters": legacy}
+    torch.save(old, tmp_path / "old.ckpt")
+    module = CharLMModule.from_checkpoint(tmp_path / "old.ckpt")
+    assert module.hparams.model == hp["model"] and module.hparams.optimizer == hp["optimizer"]
+    new = CharLMModule.from_checkpoint(out / "checkpoints" / "best.ckpt")
+    assert module.generate("KING:", 40, temperature=0) == new.generate("KING:", 40, temperature=0)
 
 
 def test_sampler_from_a_checkpoint(tiny_run: tuple[Path, dict], tiny_corpus: Path) -> None:
@@ -168,6 +249,7 @@ def test_sampler_from_a_checkpoint(tiny_run: tuple[Path, dict], tiny_corpus: Pat
         sample(OmegaConf.merge(cfg, {"ckpt_path": str(out / "nope.ckpt")}))
 
 
+@pytest.mark.slow
 def test_sample_command_line(tiny_run: tuple[Path, dict], tiny_corpus: Path) -> None:
     out, _ = tiny_run
     ckpt = out / "checkpoints" / "last.ckpt"

@@ -7,8 +7,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import run_script
-from rnnlab.tasks.common import build_recurrent
+from conftest import CONFIG_DIR, run_script
+from rnnlab.nn import Recurrent, TorchRecurrent
+from rnnlab.tasks.settings import SCHEDULES, build_recurrent, optimizer_settings, scheduler_settings
 
 MODELS = ["rnn", "gru", "lstm", "torch_rnn", "torch_gru", "torch_lstm"]
 
@@ -16,11 +17,13 @@ MODELS = ["rnn", "gru", "lstm", "torch_rnn", "torch_gru", "torch_lstm"]
 def test_composed_config_has_the_interface(cfg_train: DictConfig) -> None:
     cfg = cfg_train
     assert cfg.task.name == "charlm"
-    assert cfg.model._target_ == "rnnlab.nn.Recurrent" and cfg.model.cell == "lstm"
+    assert cfg.model.layer == "rnnlab" and cfg.model.cell == "lstm"
     for key in ["model.hidden_size", "model.num_layers", "model.dropout", "task.data.path", "task.data.batch_size", "task.data.bptt", "seed", "ckpt_path"]:
         assert OmegaConf.select(cfg, key, default="missing") != "missing", key
     assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
     assert cfg.task.module.dropout == cfg.model.dropout  # one knob for both dropouts unless overridden
+    assert cfg.callbacks.model_checkpoint.monitor is None  # filled from the task: CharLMModule.monitor
+    assert "_target_" not in cfg.task.module and "_target_" not in cfg.task.data  # the registry finds the classes
     assert "vocab" not in cfg.task.module  # data-derived sizes never live in the config
     assert cfg.hydra.run.dir.startswith("outputs/charlm/runs/") and cfg.hydra.sweep.dir.startswith("outputs/charlm/multiruns/")
 
@@ -30,8 +33,9 @@ def test_every_model_config_builds_the_same_interface(cfg_factory, model: str) -
     cfg = cfg_factory(f"model={model}", "model.hidden_size=10", "model.num_layers=2")
     cell = model.removeprefix("torch_")
     assert cfg.model.cell == cell
-    assert cfg.model._target_ == ("rnnlab.nn.TorchRecurrent" if model.startswith("torch_") else "rnnlab.nn.Recurrent")
+    assert cfg.model.layer == ("torch" if model.startswith("torch_") else "rnnlab")
     rnn = build_recurrent(OmegaConf.to_container(cfg.model, resolve=True), input_size=7)
+    assert type(rnn) is (TorchRecurrent if model.startswith("torch_") else Recurrent)
     out, state = rnn(torch.randn(3, 5, 7))
     assert out.shape == (3, 5, 10) and rnn.output_size == 10
     h = state[0] if cell == "lstm" else state
@@ -40,13 +44,23 @@ def test_every_model_config_builds_the_same_interface(cfg_factory, model: str) -
 
 def test_experiment_config(cfg_factory) -> None:
     cfg = cfg_factory("experiment=charlm_shakespeare", tiny=False)
-    assert cfg.model.cell == "lstm" and cfg.model._target_ == "rnnlab.nn.Recurrent"
+    assert cfg.model.cell == "lstm" and cfg.model.layer == "rnnlab"
     assert cfg.trainer.max_time == "00:00:20:00" and cfg.task.data.path is None  # tiny Shakespeare
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=cfg.task.module.optimizer.lr)
     # What the Trainer passes on tiny Shakespeare (1,115,394 characters, 90% for training).
     windows = (round(0.9 * 1_115_394) - 1) // cfg.task.data.batch_size // cfg.task.data.bptt
     total = windows * cfg.trainer.max_epochs
-    sched = instantiate(cfg.task.module.scheduler)(opt, total_steps=total)
+    assert (windows, total) == (245, 3185)  # what the run logged; the recipe's comment must say so too
+    comment = (CONFIG_DIR / "experiment" / "charlm_shakespeare.yaml").read_text()
+    assert f"An epoch is {windows} windows" in comment and f"({total} steps" in comment
+    # The recipe names its schedule from the fixed table; the Hydra spelling reads the same.
+    settings = scheduler_settings(OmegaConf.to_container(cfg.task.module.scheduler))
+    assert settings == {"name": "warmup_cosine", "warmup_steps": 200, "min_lr_ratio": 0.05}
+    assert optimizer_settings(OmegaConf.to_container(cfg.task.module.optimizer))["lr"] == 3e-3
+    hydra_way = {"_target_": "rnnlab.utils.schedules.warmup_cosine", "_partial_": True, "warmup_steps": 200, "min_lr_ratio": 0.05}
+    assert scheduler_settings(hydra_way) == settings
+    sched = SCHEDULES[settings["name"]](opt, total_steps=total, **{k: v for k, v in settings.items() if k != "name"})
+    assert type(sched) is type(instantiate(hydra_way)(opt, total_steps=total))
     lrs = []
     for _ in range(total + 5):
         lrs.append(opt.param_groups[0]["lr"])
@@ -68,6 +82,18 @@ def test_eval_and_sample_configs_compose(cfg_factory) -> None:
     assert cfg.task.name == "charlm" and cfg.ckpt_path == "x.ckpt"
     cfg = cfg_factory("ckpt_path=x.ckpt", "length=7", config_name="sample", tiny=False)
     assert cfg.length == 7 and cfg.prime == "\n" and cfg.top_k is None
+    cfg = cfg_factory("ckpt_path=x.ckpt", "input=ab", "task.predict.length=7", config_name="predict", tiny=False)
+    assert (cfg.input, cfg.input_file, cfg.format) == ("ab", None, "text")
+    assert dict(cfg.task.predict) == {"length": 7, "temperature": 0.8, "top_k": None, "seed": None}
+
+
+@pytest.mark.parametrize("entry", ["eval", "predict"])
+def test_eval_and_predict_configs_resolve(entry: str) -> None:
+    # Without a model group: task.module.dropout's default (model.dropout) must still resolve.
+    done = run_script(f"{entry}.py", "ckpt_path=x.ckpt", "--cfg", "job", "--resolve")
+    assert done.returncode == 0, done.stderr
+    resolved = OmegaConf.create(done.stdout)
+    assert resolved.task.module.dropout == 0.0 and resolved.ckpt_path == "x.ckpt"
 
 
 def test_help_lists_the_groups_and_options() -> None:
@@ -76,7 +102,7 @@ def test_help_lists_the_groups_and_options() -> None:
     for line in [
         "task: charlm",
         "model: gru, lstm, rnn, torch_gru, torch_lstm, torch_rnn",
-        "trainer: cpu, default, gpu",
+        "trainer: cpu, gpu",
         "logger: csv, tensorboard",
         "debug: fast, overfit",
         "experiment: charlm_shakespeare",

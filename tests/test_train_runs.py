@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, compose_cfg, run_script
+from conftest import TINY, compose_cfg, run_main, run_script
 from rnnlab.evaluate import evaluate
 from rnnlab.train import train
 from rnnlab.utils.errors import UserError
@@ -66,6 +66,7 @@ def test_run_writes_tensorboard_checkpoints_and_metrics(tiny_run: tuple[Path, di
         assert {"train/loss", "val/loss", "val/bpc"} <= set(csv.DictReader(f).fieldnames)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
 def test_resume_from_last_continues_where_it_stopped(tmp_path: Path, tiny_corpus: Path) -> None:
     # A scheduler too: its state must come back as well (LambdaLR keeps a step count).
@@ -99,10 +100,11 @@ def test_resume_with_other_data_is_refused(tmp_path: Path, tiny_run: tuple[Path,
     other = tmp_path / "other.txt"
     other.write_text("0123456789 " * 400)
     cfg = compose_cfg(tmp_path / "r", [f"task.data.path={other}", *TINY, "logger=[]", f"ckpt_path={tiny_run[0] / 'checkpoints' / 'last.ckpt'}"])
-    with pytest.raises(UserError, match="trained on a vocabulary of .* same task.data.path"):
+    with pytest.raises(UserError, match="trained on other data: its vocab .* same task.data.path"):
         train(cfg)
 
 
+@pytest.mark.slow
 def test_multirun_sweep_over_models(tmp_path: Path, tiny_corpus: Path) -> None:
     sweep = tmp_path / "sweep"
     done = run_script("train.py", "-m", "task=charlm", "model=rnn,gru,lstm", f"task.data.path={tiny_corpus}", *TINY, f"hydra.sweep.dir={sweep}")
@@ -112,14 +114,14 @@ def test_multirun_sweep_over_models(tmp_path: Path, tiny_corpus: Path) -> None:
         assert (sweep / job / "checkpoints" / "last.ckpt").is_file() and (sweep / job / "metrics.json").is_file()
     with open(sweep / "summary.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["job"] for r in rows] == ["0", "1", "2"]
+    assert [r["job"] for r in rows] == ["0", "1", "2"] and [r["status"] for r in rows] == ["ok"] * 3
     for row, model in zip(rows, ["rnn", "gru", "lstm"]):
         assert f"model={model}" in row["overrides"].split()
         assert math.isfinite(float(row["val/loss"])) and math.isfinite(float(row["test/loss"]))
     md = (sweep / "summary.md").read_text().splitlines()
     assert md[0].startswith("All jobs: `task=charlm") and "model=" not in md[0]  # shared overrides, once
     table = [line for line in md if line.startswith("| ")]
-    assert [line.split(" | ")[1] for line in table[1:]] == ["model=rnn", "model=gru", "model=lstm"]
+    assert [line.split(" | ")[1:3] for line in table[1:]] == [["ok", "model=rnn"], ["ok", "model=gru"], ["ok", "model=lstm"]]
     # `tensorboard --logdir <sweep>` sees the three jobs as three runs.
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
@@ -131,19 +133,19 @@ def test_multirun_sweep_over_models(tmp_path: Path, tiny_corpus: Path) -> None:
 # ---- bad inputs -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_missing_file_exits_nonzero_with_a_clear_message(tmp_path: Path) -> None:
     missing = tmp_path / "nope.txt"
     done = run_script("train.py", f"task.data.path={missing}", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 2
     assert f"task.data.path={missing}: no such file" in done.stderr and "UTF-8 text file" in done.stderr
     assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()  # a run that wrote nothing but its config leaves no directory
 
 
 def test_main_turns_a_user_error_into_exit_status_2(cfg_factory, capsys: pytest.CaptureFixture) -> None:
-    from rnnlab.train import main
-
     with pytest.raises(SystemExit) as info:
-        main(cfg_factory("task.data.bptt=0"))
+        run_main(cfg_factory("task.data.bptt=0"))
     assert info.value.code == 2
     assert "Error: task.data.bptt=0: must be a positive integer" in capsys.readouterr().err
 
@@ -192,12 +194,16 @@ def test_eval_reproduces_the_best_checkpoint_metrics(cfg_factory, tiny_run: tupl
     assert result["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_eval_command_line(tmp_path: Path, tiny_run: tuple[Path, dict], tiny_corpus: Path) -> None:
     out, metrics = tiny_run
-    done = run_script("eval.py", f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}", f"task.data.path={tiny_corpus}", "task.data.batch_size=4", "task.data.bptt=16", f"hydra.run.dir={tmp_path}")
+    done = run_script("eval.py", f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}", f"task.data.path={tiny_corpus}", "task.data.batch_size=4", "task.data.bptt=16", f"paths.log_dir={tmp_path}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"val/loss: {metrics['val/loss']:.4f}" in done.stdout
-    assert json.loads((tmp_path / "metrics.json").read_text())["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
+    # Eval runs have their own folder (configs/eval.yaml: log_subdir), apart from training runs.
+    assert [p.name for p in tmp_path.iterdir()] == ["charlm"] and [p.name for p in (tmp_path / "charlm").iterdir()] == ["eval"]
+    (run,) = (tmp_path / "charlm" / "eval").iterdir()
+    assert json.loads((run / "metrics.json").read_text())["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
 
 
 def test_plot_runs_writes_a_png(tmp_path: Path, tiny_run: tuple[Path, dict]) -> None:

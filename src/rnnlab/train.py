@@ -1,38 +1,35 @@
 """Training pipeline behind `train.py`: config → data, module, trainer → fit → test → metrics.
 
-Every object comes from `hydra.utils.instantiate` on its config group. The one thing a config
+It names no task: `task.name` picks the task's classes from `rnnlab.tasks.TASKS`, and everything
+task-specific comes through the task contract (`rnnlab.tasks.contract`). The one thing a config
 cannot know, sizes that come from the data (charlm: the vocabulary), flows through one explicit
 hand-off: `datamodule.setup()` then `datamodule.model_kwargs()`, passed as extra keyword
-arguments to the task's module (see `rnnlab.tasks`).
+arguments to the task's module. The module gets plain values only (`rnnlab.entry.module_kwargs`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.entry import build_callbacks, build_loggers, build_trainer, construct, datamodule_kwargs, module_kwargs, plain
+from rnnlab.tasks import get_task
+from rnnlab.tasks.common import checkpoint_task, load_checkpoint
+from rnnlab.tasks.settings import layer_settings
 from rnnlab.utils.callbacks import Throughput
-from rnnlab.utils.errors import UserError, build, quiet_known_warnings
+from rnnlab.utils.errors import UserError, quiet_known_warnings
 from rnnlab.utils.sweep import write_metrics
 
 log = logging.getLogger(__name__)
-
-
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a dict-of-configs group (callbacks, logger); None → []."""
-    if not group:
-        return []
-    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -53,45 +50,53 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
 
     sections = {"model": cfg.model, "data": cfg.task.data, "module": cfg.task.module, "trainer": cfg.trainer}
     for prefix, node in sections.items():
-        walk(prefix, OmegaConf.to_container(node, resolve=True))
+        walk(prefix, plain(node))
     return out
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then test the best checkpoint; returns the run's final metrics (also in metrics.json).
 
-    `val/loss` (and bpc, ppl) is the best validation loss of the run, the one the best checkpoint
-    has; `val/loss_last` is the last validation's.
+    The task's monitored metric (charlm: `val/loss`) is the best value of the run, the one the
+    best checkpoint has; `<metric>_last` is the last validation's. The task adds what follows from
+    them (`derived_metrics`: charlm's val/bpc, val/ppl).
 
     Raises:
         UserError: a bad file, option or value; the message names it and says how to fix it.
     """
     quiet_known_warnings()
+    task = get_task(cfg.task.name)
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise UserError(f"ckpt_path={ckpt_path}: no such checkpoint. To resume, pass a run's checkpoints/last.ckpt.")
+    checkpoint = None
+    if ckpt_path is not None:  # read up front: a bad file or a misfit is explained before any work
+        checkpoint = load_checkpoint(ckpt_path)
+        stored = checkpoint_task(checkpoint)
+        if stored is not None and stored != task.name:
+            raise UserError(f"ckpt_path={ckpt_path} holds a {stored} model; this run is task={task.name}. Resume it with task={stored}.")
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = build(cfg.task.data, _convert_="all")
+    datamodule = construct(task.datamodule, datamodule_kwargs(cfg), "task.data")
     datamodule.setup("fit")  # reads the data: the sizes the model needs exist from here on
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    module = build(cfg.task.module, model=model_cfg, **datamodule.model_kwargs(), _recursive_=False, _convert_="all")
+    sizes = datamodule.model_kwargs()
+    module = construct(task.module, {**module_kwargs(cfg), **sizes}, "task.module")
+    if checkpoint is not None:
+        check_checkpoint_fits(module, checkpoint, ckpt_path, sizes)
 
-    callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers = instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-
+    trainer: L.Trainer = build_trainer(
+        cfg.trainer, callbacks=build_callbacks(cfg.get("callbacks"), module.monitor), logger=build_loggers(cfg.get("logger")) or False
+    )
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - start
 
-    metrics = final_metrics(trainer, fit_seconds)
+    metrics = final_metrics(trainer, fit_seconds, module.monitor[0], checkpoint)
     if cfg.get("test"):
         ckpt = trainer.checkpoint_callback
         best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
         metrics.update({k: float(v) for k, v in results[0].items()})
+    metrics.update(module.derived_metrics(metrics))
 
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
@@ -105,15 +110,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def final_metrics(trainer: L.Trainer, fit_seconds: float) -> dict[str, float]:
+def final_metrics(trainer: L.Trainer, fit_seconds: float, monitor: str, checkpoint: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """The run's best and last value of the monitored metric (the checkpoint callback's, else
+    `monitor`), train/loss, epoch, step, time and throughput.
+
+    The best comes from the ModelCheckpoint callback; a run resumed into another directory
+    starts that callback afresh (Lightning reloads its scores only into the same directory), so
+    where it saw no validation of its own, the best and last come from the resumed checkpoint.
+    """
     cm = {k: float(v) for k, v in trainer.callback_metrics.items()}
     ckpt = trainer.checkpoint_callback
-    best = float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else cm.get("val/loss", math.nan)
+    monitor = ckpt.monitor if ckpt is not None and ckpt.monitor else monitor  # callbacks.model_checkpoint.monitor=... wins
+    best = float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None
+    last = cm.get(monitor)
+    if checkpoint is not None and ckpt is not None and (best is None or last is None):
+        stored = (checkpoint.get("callbacks") or {}).get(ckpt.state_key) or {}
+        if best is None and stored.get("best_model_score") is not None:
+            best = float(stored["best_model_score"])
+        if last is None and stored.get("current_score") is not None:
+            last = float(stored["current_score"])
+    last = math.nan if last is None else last
     metrics = {
-        "val/loss": best,
-        "val/bpc": best / math.log(2),
-        "val/ppl": math.exp(min(best, 700.0)),
-        "val/loss_last": cm.get("val/loss", math.nan),
+        monitor: last if best is None else best,
+        f"{monitor}_last": last,
         "train/loss": cm.get("train/loss", math.nan),
         "epoch": float(trainer.current_epoch),
         "step": float(trainer.global_step),
@@ -125,12 +144,87 @@ def final_metrics(trainer: L.Trainer, fit_seconds: float) -> dict[str, float]:
     return metrics
 
 
+def check_checkpoint_fits(module: L.LightningModule, checkpoint: Mapping[str, Any], path: str | Path, sizes: Mapping[str, Any]) -> None:
+    """UserError unless `checkpoint` can resume into `module`: the same data-derived sizes, and
+    weights of the same names and shapes; the error names the settings that differ."""
+    stored = dict(checkpoint.get("hyper_parameters") or {})
+    if "model" in stored:  # checkpoints from before the plain form spell the layer with _target_
+        try:
+            stored["model"] = layer_settings(stored["model"])
+        except UserError:
+            pass  # shown as stored
+    overrides = _run_overrides(path)
+    for key, value in sizes.items():
+        if key in stored and stored[key] != value:
+            raise UserError(
+                f"ckpt_path={path} was trained on other data: its {key} ({_describe(stored[key])}) differs from the one this "
+                f"run's data gives ({_describe(value)}). Resume it with the same task.data.path and task.data.split as the "
+                f"run that wrote it. {overrides}"
+            )
+    own, theirs = module.state_dict(), checkpoint["state_dict"]
+    misfit = sorted(k for k in own.keys() | theirs.keys() if k not in own or k not in theirs or own[k].shape != theirs[k].shape)
+    if not misfit:
+        return
+    ours = _settings(dict(module.hparams), skip=set(sizes))
+    theirs_settings = _settings(stored, skip=set(sizes))
+    differ = [k for k in dict.fromkeys([*theirs_settings, *ours]) if theirs_settings.get(k) != ours.get(k)]
+    if not differ:
+        raise UserError(f"ckpt_path={path}: its weights do not fit this run's model (e.g. {misfit[0]}). Start a new run without ckpt_path.")
+    was = ", ".join(f"{k}={theirs_settings.get(k, 'unset')}" for k in differ)
+    now = ", ".join(f"{k}={ours.get(k, 'unset')}" for k in differ)
+    raise UserError(
+        f"ckpt_path={path} was trained with {was}, but this run has {now}: its weights do not fit this run's model. "
+        f"To resume it, give the model.* and task.module.* overrides of the run that wrote it (or drop ckpt_path to "
+        f"train a new model). {overrides}"
+    )
+
+
+def _settings(hparams: Mapping[str, Any], skip: set[str]) -> dict[str, Any]:
+    """A module's stored arguments under the config keys they come from (model.*, task.module.*);
+    the optimizer and schedule are left out: they may change on resume, the weights' shapes not."""
+    out: dict[str, Any] = {}
+    for key, value in hparams.items():
+        if key in skip or key in ("optimizer", "scheduler"):
+            continue
+        if key == "model" and isinstance(value, Mapping):
+            out.update({f"model.{k}": v for k, v in value.items()})
+        else:
+            out[f"task.module.{key}"] = value
+    return out
+
+
+def _run_overrides(ckpt_path: str | Path) -> str:
+    """A sentence: where the overrides of the run that wrote `ckpt_path` are, and the ones among
+    them that choose the model, the task or the data."""
+    file = Path(ckpt_path).resolve().parent.parent / ".hydra" / "overrides.yaml"
+    if not file.is_file():
+        return "They are in that run directory's .hydra/overrides.yaml."
+    shaping = [str(o) for o in OmegaConf.to_container(OmegaConf.load(file)) if str(o).lstrip("+~").startswith(("model", "task", "experiment"))]
+    if not shaping:
+        return f"{file} lists no model or task overrides: that run used the defaults."
+    return f"{file} lists that run's: {' '.join(shaping)}"
+
+
+def _describe(value: Any) -> str:
+    return f"{len(value)} entries" if isinstance(value, (list, tuple, dict)) else repr(value)
+
+
 def main(cfg: DictConfig) -> float | None:
-    """What `train.py` runs: train, print a bad-input message and exit 2, or return the metric to optimise."""
+    """What `train.py` runs (inside `rnnlab.entry.run`, which turns a bad input into exit status 2
+    and removes a run directory that holds nothing but Hydra's config and log): train, and return
+    the metric to optimise to a sweeper.
+
+    A sweep job that fails records its error in the job's status.json and returns NaN, so the
+    sweep goes on; the sweep's summary lists it and the sweep exits 1 (rnnlab.utils.sweep).
+    """
+    from rnnlab.utils.sweep import in_multirun, record_failure
+
     try:
         metrics = train(cfg)
-    except UserError as e:
-        print(f"\nError: {e}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as e:
+        if not in_multirun():
+            raise
+        record_failure(OmegaConf.select(cfg, "paths.output_dir", throw_on_missing=False), e)
+        return math.nan
     name = cfg.get("optimized_metric")
     return metrics.get(name) if name else None

@@ -4,15 +4,16 @@
               bidirectional=True)(x, state=None, lengths=None) -> (output, state)
 
 Stacking, inter-layer dropout, both directions, variable-length batches and an initial state,
-for any `RecurrentCell`. Shapes follow torch.nn.RNN/LSTM/GRU so weights and states move between
-the two (`from_torch` / `to_torch`), with two differences: `batch_first=True` by default, and the
-Keras-style flags below.
+for any `RecurrentCell`. Inputs, states and outputs follow torch.nn.RNN/LSTM/GRU (batched 3-D or
+unbatched 2-D input, a PackedSequence in and out, the same state shapes, the same errors for the
+same mistakes), so weights and states move between the two (`from_torch` / `to_torch`); the
+differences are `batch_first=True` by default, `lengths`, and the Keras-style flags below.
 
 Return contract: forward ALWAYS returns the pair (output, state), whatever the flags, so a caller's
 unpacking and type hints never change:
 - output: (batch, time, D*H) when `return_sequences` (default), else the last output of each
   sequence, (batch, D*H): the forward direction at its last real step beside the backward
-  direction at t=0 (as Keras' Bidirectional).
+  direction at t=0 (as Keras' Bidirectional). Unbatched input drops the batch dimension.
 - state: h_n (L*D, batch, H) for RNN/GRU, (h_n, c_n) for LSTM, as torch.nn; None when
   `return_state=False`.
 (D = 2 if bidirectional else 1, L = num_layers, H = hidden_size.)
@@ -26,15 +27,31 @@ torch.nn does with packed sequences.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.nn.cells import CELLS, RecurrentCell, make_cell
-from rnnlab.nn.cells.base import check_positive_int
+from rnnlab.nn.cells.base import check_bool, check_positive_int
 
 StateLike = Tensor | tuple[Tensor, Tensor]
 _TORCH_CLASSES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+_CONVERT = {torch.float32: ".float()", torch.float64: ".double()", torch.float16: ".half()", torch.bfloat16: ".bfloat16()"}
+
+
+class RecurrentInputError(ValueError, RuntimeError):
+    """A bad input, state or lengths given to `Recurrent.forward`, in one paragraph naming it and the fix.
+
+    Both a ValueError (rnnlab's type for a bad argument) and a RuntimeError (what torch.nn.RNN/LSTM/GRU
+    raise for most of these mistakes), so code written against either catches it."""
+
+
+def _convert(dtype: torch.dtype) -> str:
+    """How to turn a tensor or module into `dtype`: '.double()' or '.to(torch.int8)'."""
+    return _CONVERT.get(dtype, f".to({dtype})")
 
 
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
@@ -54,11 +71,14 @@ class Recurrent(nn.Module):
         input_size: features of x.
         hidden_size: H, features of h.
         num_layers: stacked layers; layer l+1 reads the (concatenated) outputs of layer l.
-        dropout: dropout on the outputs of every layer but the last, in training, in [0, 1).
+        dropout: dropout on the outputs of every layer but the last, in training, in [0, 1]
+            (as torch.nn: with num_layers=1 it does nothing, and a warning says so).
         bidirectional: also run each layer from the end to the start; outputs are concatenated.
         batch_first: x and output are (batch, time, features) if True, else (time, batch, features).
         return_sequences: output every step (True) or the last one of each sequence (False).
         return_state: return the final state (True) or None in its place (False).
+        proj_size: torch.nn.LSTM's projection; only 0 (none) is supported.
+        device, dtype: where and in which floating dtype the parameters live, as torch.nn's.
         **cell_kwargs: passed to every cell, e.g. nonlinearity='relu' (rnn), forget_bias=1.0 (lstm),
             bias=False, init='orthogonal', fused=False (autograd loop instead of the BPTT kernel).
     """
@@ -74,6 +94,9 @@ class Recurrent(nn.Module):
         batch_first: bool = True,
         return_sequences: bool = True,
         return_state: bool = True,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
         **cell_kwargs,
     ) -> None:
         super().__init__()
@@ -82,11 +105,25 @@ class Recurrent(nn.Module):
         check_positive_int("input_size", input_size, "Recurrent")
         check_positive_int("hidden_size", hidden_size, "Recurrent")
         check_positive_int("num_layers", num_layers, "Recurrent")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"Recurrent: dropout must be a number in [0, 1), got {dropout!r}.")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
+            raise ValueError(f"Recurrent: dropout must be a number in [0, 1], got {dropout!r}.")
+        for name, flag in [("bidirectional", bidirectional), ("batch_first", batch_first),
+                           ("return_sequences", return_sequences), ("return_state", return_state)]:
+            check_bool(name, flag, "Recurrent")
+        if proj_size != 0:
+            raise ValueError(f"Recurrent: proj_size={proj_size!r} is not supported (no LSTM projection); use 0.")
+        if dropout > 0 and num_layers == 1:  # torch.nn warns alike: the dropout would silently do nothing
+            warnings.warn(
+                f"Recurrent: dropout={dropout} with num_layers=1 does nothing: dropout applies to the outputs "
+                "of every layer but the last. Add dropout after the layer, or stack num_layers > 1.",
+                UserWarning, stacklevel=2,
+            )
         self.cell, self.input_size, self.hidden_size = cell, input_size, hidden_size
         self.num_layers, self.dropout, self.bidirectional = num_layers, float(dropout), bidirectional
         self.batch_first, self.return_sequences, self.return_state = batch_first, return_sequences, return_state
+        self.bias, self.proj_size = cell_kwargs.get("bias", True), 0  # torch.nn's attributes
+        if cell == "rnn":
+            self.nonlinearity = cell_kwargs.get("nonlinearity", "tanh")
         self.num_directions = 2 if bidirectional else 1
         self.output_size = self.num_directions * hidden_size
         # cells[l * D + d]: layer l, direction d (0 forward, 1 backward), as torch.nn orders its weights.
@@ -95,6 +132,8 @@ class Recurrent(nn.Module):
             for layer in range(num_layers)
             for _ in range(self.num_directions)
         )
+        if device is not None or dtype is not None:
+            self.to(device=device, dtype=dtype)
 
     @property
     def num_states(self) -> int:
@@ -110,20 +149,71 @@ class Recurrent(nn.Module):
         for cell in self.cells:
             cell.reset_parameters()
 
-    def forward(
-        self, x: Tensor, state: StateLike | None = None, lengths: Tensor | None = None
-    ) -> tuple[Tensor, StateLike | None]:
-        """x: (batch, time, input_size) if batch_first else (time, batch, input_size).
+    def flatten_parameters(self) -> None:
+        """Does nothing: kept so code written for torch.nn (which packs weights for cuDNN) runs as is."""
 
-        state: initial h_0 (L*D, batch, H), or (h_0, c_0) for LSTM; None for zeros.
-        lengths: (batch,) integer lengths, 1 <= lengths[b] <= time; None if no padding.
+    def forward(
+        self, x: Tensor | PackedSequence, state: StateLike | None = None, lengths: Tensor | None = None
+    ) -> tuple[Tensor | PackedSequence, StateLike | None]:
+        """x: (batch, time, input_size) if batch_first else (time, batch, input_size); unbatched
+        (time, input_size); or a PackedSequence (then the output is one too, as torch.nn).
+
+        state: initial h_0 (L*D, batch, H), or (h_0, c_0) for LSTM; (L*D, H) for unbatched input;
+            None for zeros. Same dtype and device as x.
+        lengths: (batch,) integer lengths, 1 <= lengths[b] <= time; None if no padding (and for
+            unbatched or packed input).
         Returns (output, state) as described in the module docstring.
         """
-        T, B = self._check_input(x)
-        x = x.transpose(0, 1) if self.batch_first else x  # time-major inside: (T, B, F)
-        lengths = self._check_lengths(lengths, T, B, x.device)
-        init = self._check_state(state, B, x)
+        device_type = (x.data if isinstance(x, PackedSequence) else x).device.type
+        if torch.is_autocast_enabled(device_type):
+            # The kernels' loops keep one precision: run the layer in the weights' dtype, autocast off.
+            dtype = self.cells[0].weight_ih.dtype
+            with torch.autocast(device_type, enabled=False):
+                cast = (lambda s: s.to(dtype)) if state is None or isinstance(state, Tensor) else (
+                    lambda s: tuple(t.to(dtype) for t in s))
+                return self.forward(x.to(dtype), None if state is None else cast(state), lengths)
+        if isinstance(x, PackedSequence):
+            return self._forward_packed(x, state, lengths)
+        return self._forward(x, state, lengths, self.batch_first)
 
+    def _forward(
+        self, x: Tensor, state: StateLike | None, lengths: Tensor | None, batch_first: bool
+    ) -> tuple[Tensor, StateLike | None]:
+        """`forward` for a tensor input laid out as `batch_first` says."""
+        batched = self._check_input(x, batch_first)
+        if batched:
+            x = x.transpose(0, 1) if batch_first else x  # time-major inside: (T, B, F)
+        elif lengths is not None:
+            raise RecurrentInputError(
+                "Recurrent: lengths apply to a batch; an unbatched (time, features) input is one whole "
+                "sequence: pass lengths=None, or slice the input to its length."
+            )
+        else:
+            x = x.unsqueeze(1)  # (T, 1, F)
+        T, B = x.shape[:2]
+        lengths = self._check_lengths(lengths, T, B, x.device)
+        init = self._check_state(state, B, x, batched)
+        top, finals = self._run(x, init, lengths)
+
+        if self.return_sequences:
+            output = top
+            if lengths is not None:  # padded steps output zero
+                real = torch.arange(T, device=x.device).unsqueeze(1) < lengths  # (T, B)
+                output = output.masked_fill(~real.unsqueeze(2), 0.0)
+            output = output.transpose(0, 1) if batch_first and batched else output
+            output = output if batched else output.squeeze(1)
+        else:  # last output of each sequence: the final h of the top layer, all directions
+            output = torch.cat([f[0] for f in finals[-self.num_directions :]], 1)
+            output = output if batched else output.squeeze(0)
+        if not self.return_state:
+            return output, None
+        stacked = tuple(torch.stack(s) if batched else torch.stack(s).squeeze(1) for s in zip(*finals))
+        return output, (stacked if self.num_states == 2 else stacked[0])  # each (L*D, B, H)
+
+    def _run(
+        self, x: Tensor, init: tuple[Tensor, ...] | None, lengths: Tensor | None
+    ) -> tuple[Tensor, list[tuple[Tensor, ...]]]:
+        """x: (T, B, F) -> (top layer's outputs (T, B, D*H), final state of every cell, each (B, H))."""
         finals: list[tuple[Tensor, ...]] = []
         layer_input = x
         for layer in range(self.num_layers):
@@ -131,7 +221,7 @@ class Recurrent(nn.Module):
             for d in range(self.num_directions):
                 k = layer * self.num_directions + d
                 cell: RecurrentCell = self.cells[k]
-                s0 = cell.init_state(B, x) if init is None else tuple(s[k] for s in init)
+                s0 = cell.init_state(x.size(1), x) if init is None else tuple(s[k] for s in init)
                 inp = layer_input if d == 0 else reverse_padded(layer_input, lengths)
                 steps = cell.sequence(cell.project_input(inp), s0)  # each (T, B, H)
                 finals.append(tuple(self._last_step(s, lengths) for s in steps))
@@ -139,19 +229,25 @@ class Recurrent(nn.Module):
             layer_input = torch.cat(outputs, 2) if len(outputs) > 1 else outputs[0]
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
+        return layer_input, finals
 
-        if self.return_sequences:
-            output = layer_input
-            if lengths is not None:  # padded steps output zero
-                real = torch.arange(T, device=x.device).unsqueeze(1) < lengths  # (T, B)
-                output = output.masked_fill(~real.unsqueeze(2), 0.0)
-            output = output.transpose(0, 1) if self.batch_first else output
-        else:  # last output of each sequence: the final h of the top layer, all directions
-            output = torch.cat([f[0] for f in finals[-self.num_directions :]], 1)
-        if not self.return_state:
-            return output, None
-        stacked = tuple(torch.stack(s) for s in zip(*finals))  # each (L*D, B, H)
-        return output, (stacked if self.num_states == 2 else stacked[0])
+    def _forward_packed(
+        self, x: PackedSequence, state: StateLike | None, lengths: Tensor | None
+    ) -> tuple[Tensor | PackedSequence, StateLike | None]:
+        """A PackedSequence in, one out (with the input's batch order), as torch.nn."""
+        if lengths is not None:
+            raise RecurrentInputError(
+                "Recurrent: a PackedSequence carries its own lengths; pass lengths=None with it."
+            )
+        padded, lens = pad_packed_sequence(x)  # (T, B, F) time-major, batch in the caller's order
+        output, final = self._forward(padded, state, lens, batch_first=False)
+        if not self.return_sequences:  # (batch, D*H): not a sequence, so a plain tensor
+            return output, final
+        order = x.sorted_indices
+        if order is not None:
+            output, lens = output.index_select(1, order), lens.index_select(0, order.cpu())
+        packed = pack_padded_sequence(output, lens, enforce_sorted=True)
+        return PackedSequence(packed.data, x.batch_sizes, x.sorted_indices, x.unsorted_indices), final
 
     @staticmethod
     def _last_step(s: Tensor, lengths: Tensor | None) -> Tensor:
@@ -161,46 +257,90 @@ class Recurrent(nn.Module):
         index = (lengths - 1).view(1, -1, 1).expand(1, s.size(1), s.size(2))
         return s.gather(0, index).squeeze(0)
 
-    # ---- argument checks: one clear ValueError each ----
-    def _check_input(self, x: Tensor) -> tuple[int, int]:
-        layout = "(batch, time, features)" if self.batch_first else "(time, batch, features)"
-        if x.dim() != 3:
-            raise ValueError(f"Recurrent: input must be 3-D {layout}, got {x.dim()}-D shape {tuple(x.shape)}.")
-        if x.size(2) != self.input_size:
-            raise ValueError(
-                f"Recurrent: input has {x.size(2)} features but input_size={self.input_size}; "
+    # ---- argument checks: one clear error each ----
+    def _check_input(self, x: Tensor, batch_first: bool) -> bool:
+        """Checks x; True if batched (3-D), False if unbatched (2-D)."""
+        layout = "(batch, time, features)" if batch_first else "(time, batch, features)"
+        if not isinstance(x, Tensor):
+            raise TypeError(f"Recurrent: input must be a Tensor or a PackedSequence, got {type(x).__name__}.")
+        if x.dim() not in (2, 3):
+            raise RecurrentInputError(
+                f"Recurrent: input must be 3-D {layout} or 2-D (time, features) for one unbatched sequence, "
+                f"got {x.dim()}-D shape {tuple(x.shape)}."
+            )
+        if x.size(-1) != self.input_size:
+            raise RecurrentInputError(
+                f"Recurrent: input has {x.size(-1)} features but input_size={self.input_size}; "
                 f"input must be {layout}."
             )
-        if x.numel() == 0:
-            raise ValueError(f"Recurrent: input has an empty time or batch dimension: shape {tuple(x.shape)}.")
-        return (x.size(1), x.size(0)) if self.batch_first else (x.size(0), x.size(1))
+        weight = self.cells[0].weight_ih
+        if x.dtype != weight.dtype:
+            raise RecurrentInputError(
+                f"Recurrent: input dtype {x.dtype} does not match the weights' dtype {weight.dtype}; convert "
+                f"the input (x{_convert(weight.dtype)}) or the module (module{_convert(x.dtype)})."
+            )
+        if x.size(1 if batch_first and x.dim() == 3 else 0) == 0:
+            raise RecurrentInputError(
+                f"Recurrent: input has no time steps (shape {tuple(x.shape)}); a sequence needs at least one "
+                "step (torch.nn refuses it too)."
+            )
+        return x.dim() == 3
 
     def _check_lengths(self, lengths: Tensor | None, T: int, B: int, device) -> Tensor | None:
         if lengths is None:
             return None
         lengths = torch.as_tensor(lengths)
         if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.shape != (B,):
-            raise ValueError(
+            raise RecurrentInputError(
                 f"Recurrent: lengths must be an integer tensor of shape ({B},), got {lengths.dtype} "
                 f"shape {tuple(lengths.shape)}."
             )
+        if B == 0:
+            return None
         lo, hi = int(lengths.min()), int(lengths.max())
         if lo < 1:
-            raise ValueError(f"Recurrent: lengths must be >= 1 (zero-length sequences have no output), got {lo}.")
+            raise RecurrentInputError(
+                f"Recurrent: lengths must be >= 1 (zero-length sequences have no output), got {lo}."
+            )
         if hi > T:
-            raise ValueError(f"Recurrent: lengths must be <= the input's time steps ({T}), got {hi}.")
+            raise RecurrentInputError(f"Recurrent: lengths must be <= the input's time steps ({T}), got {hi}.")
         return None if lo == T else lengths.to(device=device, dtype=torch.long)
 
-    def _check_state(self, state: StateLike | None, B: int, x: Tensor) -> tuple[Tensor, ...] | None:
+    def _check_state(self, state: StateLike | None, B: int, x: Tensor, batched: bool) -> tuple[Tensor, ...] | None:
+        """The initial state as a tuple of (L*D, B, H) tensors (unbatched ones get their batch dimension)."""
         if state is None:
             return None
-        packed = (state,) if isinstance(state, Tensor) else tuple(state)
-        want = (self.num_layers * self.num_directions, B, self.hidden_size)
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        want = (LD, B, H) if batched else (LD, H)
         form = "h_0" if self.num_states == 1 else "(h_0, c_0)"
-        if len(packed) != self.num_states or any(tuple(s.shape) != want for s in packed):
+        kind = "a Tensor" if self.num_states == 1 else "a tuple of 2 Tensors"
+        if self.num_states == 1:  # a Tensor, as torch.nn.RNN/GRU (not a 1-tuple)
+            packed = (state,) if isinstance(state, Tensor) else ()
+        else:
+            packed = tuple(state) if isinstance(state, (tuple, list)) else ()
+        if len(packed) != self.num_states or not all(isinstance(s, Tensor) for s in packed):
+            raise RecurrentInputError(
+                f"Recurrent: state must be {form}, {kind} of shape {want}, got {type(state).__name__}."
+            )
+        if any(tuple(s.shape) != want for s in packed):
             got = [tuple(s.shape) for s in packed]
-            raise ValueError(f"Recurrent: state must be {form}, each of shape {want}, got {got}.")
-        return tuple(s.to(x.dtype) for s in packed)
+            which = "a batched 3-D" if batched else "an unbatched 2-D"
+            raise RecurrentInputError(
+                f"Recurrent: state must be {form}, each of shape {want}, got {got} (the state of {which} input is "
+                f"{len(want)}-D: (layers * directions{', batch' if batched else ''}, hidden_size))."
+            )
+        for s in packed:
+            if s.dtype != x.dtype:
+                raise RecurrentInputError(
+                    f"Recurrent: the initial state's dtype {s.dtype} does not match the input's dtype {x.dtype}; "
+                    f"convert the state (h_0{_convert(x.dtype)}) or the input and module."
+                )
+            if s.device != x.device:
+                raise RecurrentInputError(
+                    f"Recurrent: the initial state is on {s.device} but the input on {x.device}; move it "
+                    f"(h_0.to({str(x.device)!r}))."
+                )
+        return packed if batched else tuple(s.unsqueeze(1) for s in packed)
 
     # ---- weights to and from torch.nn ----
     @classmethod
@@ -216,8 +356,10 @@ class Recurrent(nn.Module):
         if kind == "lstm":
             cell_kwargs.setdefault("forget_bias", None)  # the weights are copied; keep them as they are
         ref = module.weight_ih_l0
-        new = cls(kind, module.input_size, module.hidden_size, module.num_layers, module.dropout,
-                  module.bidirectional, module.batch_first, bias=module.bias, **cell_kwargs)
+        with warnings.catch_warnings():  # torch.nn already warned about a dropout that does nothing
+            warnings.simplefilter("ignore", UserWarning)
+            new = cls(kind, module.input_size, module.hidden_size, module.num_layers, module.dropout,
+                      bool(module.bidirectional), module.batch_first, bias=module.bias, **cell_kwargs)
         new = new.to(device=ref.device, dtype=ref.dtype)
         with torch.no_grad():
             for name, p in new._torch_names():
@@ -228,10 +370,12 @@ class Recurrent(nn.Module):
         """The equivalent torch.nn.RNN/LSTM/GRU with a copy of these weights."""
         kwargs = {"nonlinearity": self.cells[0].nonlinearity} if self.cell == "rnn" else {}
         ref = self.cells[0].weight_ih
-        module = _TORCH_CLASSES[self.cell](
-            self.input_size, self.hidden_size, self.num_layers, bias=self.cells[0].bias_ih is not None,
-            batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional, **kwargs,
-        ).to(device=ref.device, dtype=ref.dtype)
+        with warnings.catch_warnings():  # this layer already warned about a dropout that does nothing
+            warnings.simplefilter("ignore", UserWarning)
+            module = _TORCH_CLASSES[self.cell](
+                self.input_size, self.hidden_size, self.num_layers, bias=self.cells[0].bias_ih is not None,
+                batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional, **kwargs,
+            ).to(device=ref.device, dtype=ref.dtype)
         with torch.no_grad():
             for name, p in self._torch_names():
                 getattr(module, name).copy_(p)

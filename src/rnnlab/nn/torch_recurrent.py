@@ -7,9 +7,11 @@ honoured at initialisation: `forget_bias` (LSTM) and `init` ('uniform' is torch'
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.nn.recurrent import _TORCH_CLASSES, Recurrent, StateLike
 
@@ -35,9 +37,12 @@ class TorchRecurrent(nn.Module):
     ) -> None:
         super().__init__()
         kwargs = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
-        with torch.device("meta"):  # Recurrent checks every argument; build one, weightless, for its checks
-            Recurrent(cell, input_size, hidden_size, num_layers, dropout, bidirectional, bias=bias, init=init,
-                      **kwargs, **({"forget_bias": forget_bias} if cell == "lstm" else {}))
+        # Recurrent checks every argument; build one, weightless, for its checks (torch.nn warns itself).
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            Recurrent(cell, input_size, hidden_size, num_layers, dropout, bidirectional, batch_first, return_sequences,
+                      return_state, bias=bias, init=init, **kwargs,
+                      **({"forget_bias": forget_bias} if cell == "lstm" else {}))
         self.rnn = _TORCH_CLASSES[cell](input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
                                         dropout=dropout, bidirectional=bidirectional, **kwargs)
         self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
@@ -65,11 +70,11 @@ class TorchRecurrent(nn.Module):
                     p[H : 2 * H] = self.forget_bias if name.startswith("bias_ih") else 0.0
 
     def forward(
-        self, x: Tensor, state: StateLike | None = None, lengths: Tensor | None = None
-    ) -> tuple[Tensor, StateLike | None]:
+        self, x: Tensor | PackedSequence, state: StateLike | None = None, lengths: Tensor | None = None
+    ) -> tuple[Tensor | PackedSequence, StateLike | None]:
         """As `Recurrent.forward`."""
-        T = x.size(1 if self.batch_first else 0)
         if lengths is not None:
+            T = x.size(1 if self.batch_first else 0)
             packed = pack_padded_sequence(x, torch.as_tensor(lengths).cpu(), self.batch_first, enforce_sorted=False)
             out, new_state = self.rnn(packed, state)
             out, _ = pad_packed_sequence(out, self.batch_first, total_length=T)
@@ -77,6 +82,6 @@ class TorchRecurrent(nn.Module):
             out, new_state = self.rnn(x, state)
         if not self.return_sequences:
             h = new_state[0] if self.cell == "lstm" else new_state
-            out = torch.cat(list(h[-self.num_directions :]), 1)
+            out = torch.cat(list(h[-self.num_directions :]), -1)  # (batch, D*H), or (D*H,) unbatched
         return out, (new_state if self.return_state else None)
 

@@ -1,54 +1,26 @@
-"""Pieces every task shares: building the recurrent layer from the `model` config, the state
-helpers for truncated BPTT, loading a task checkpoint safely, and the optimizer/schedule glue."""
+"""Pieces every task shares: the base of a task module (checkpoint round trip, optimizer from plain
+settings), loading a checkpoint safely, and the state helpers for truncated BPTT. No Hydra here:
+a task module is built from plain values, in a notebook as in train.py."""
 
 from __future__ import annotations
 
-import math
+import inspect
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
+import lightning as L
 import torch
-from hydra.utils import instantiate
-from torch import Tensor, nn
+from torch import Tensor
 
+from rnnlab.tasks.settings import build_optimization
 from rnnlab.utils.errors import UserError
 
 State = Tensor | tuple[Tensor, ...]
+M = TypeVar("M", bound="TaskModuleBase")
 
-
-def build_recurrent(model: dict[str, Any], input_size: int) -> nn.Module:
-    """The recurrent layer a `configs/model/*.yaml` describes, fed `input_size` features per step.
-
-    Args:
-        model: the model config as a plain dict (`_target_`, `_partial_: true`, cell, sizes...).
-        input_size: what the task feeds it (an embedding size, say): the task owns this size.
-    Returns:
-        A layer called as `out, state = rnn(x, state)`, x: (batch, time, input_size),
-        out: (batch, time, rnn.output_size).
-    """
-    factory = instantiate(model)  # a functools.partial: the config holds everything but input_size
-    try:
-        return factory(input_size=input_size, batch_first=True, return_sequences=True, return_state=True)
-    except (TypeError, ValueError) as e:
-        shown = {k: v for k, v in model.items() if not k.startswith("_")}
-        raise UserError(f"The model config {shown} does not build a {model.get('_target_')}: {e} Fix the model.* overrides.") from e
-
-
-# The layers a checkpoint may name. A checkpoint's model config is data from a file: building
-# whatever `_target_` it names (or a nested `_target_` Hydra would build recursively) would run
-# arbitrary code, which weights_only loading exists to prevent.
-TRUSTED_LAYERS = ("rnnlab.nn.Recurrent", "rnnlab.nn.TorchRecurrent")
-
-
-def check_stored_model_config(model: Any, source: str) -> dict[str, Any]:
-    """`model` if it names a trusted layer and holds only plain values; else a UserError."""
-    if not isinstance(model, dict) or model.get("_target_") not in TRUSTED_LAYERS:
-        target = model.get("_target_") if isinstance(model, dict) else model
-        raise UserError(f"{source} names the layer {target!r}, not one of {TRUSTED_LAYERS}; refusing to build it.")
-    nested = [k for k, v in model.items() if not (v is None or isinstance(v, (bool, int, float, str)))]
-    if nested:
-        raise UserError(f"{source}: the model config holds non-scalar values under {nested}; refusing to build it.")
-    return model
+TASK_KEY = "rnnlab_task"  # top-level checkpoint entry: the task's name in rnnlab.tasks.TASKS
 
 
 def detach_state(state: State | None) -> State | None:
@@ -60,33 +32,77 @@ def detach_state(state: State | None) -> State | None:
     return tuple(s.detach() for s in state)
 
 
+def _torch_reason(error: Exception) -> str:
+    """The useful part of torch.load's error: its advice to retry with weights_only=False (which
+    would let the file run code) and its pointers to the docs are dropped."""
+    kept = []
+    for line in str(error).splitlines():
+        line = line.split("WeightsUnpickler error:", 1)[-1].strip()
+        if line and not re.search(r"weights.only|torch\.load|documentation|file an issue", line, re.IGNORECASE):
+            kept.append(line)
+    text = " ".join(kept)
+    first = re.split(r"(?<=\.)\s", text, maxsplit=1)[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A Lightning checkpoint loaded on the CPU with `weights_only=True` (no pickled code runs)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"ckpt_path={path}: no such checkpoint. Pass a .ckpt file from a run's checkpoints/ folder.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt file or not a checkpoint: torch raises several types
-        raise UserError(f"ckpt_path={path} is not a loadable checkpoint ({type(e).__name__}: {e}).") from e
-
-
-def build_optimization(module: nn.Module, optimizer: dict[str, Any], scheduler: dict[str, Any] | None, total_steps: float) -> Any:
-    """What `configure_optimizers` returns, from two Hydra partial configs.
-
-    Args:
-        optimizer: partial of a torch optimizer class, called with the parameters.
-        scheduler: None, or partial of a callable `(optimizer, total_steps) -> LRScheduler`
-            (e.g. `rnnlab.utils.schedules.warmup_cosine`), stepped every optimizer step.
-        total_steps: the Trainer's `estimated_stepping_batches`.
-    """
-    opt = instantiate(optimizer)(module.parameters())
-    if scheduler is None:
-        return opt
-    if not math.isfinite(total_steps):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated, or a pickle that holds code: torch raises several types
         raise UserError(
-            "task.module.scheduler needs to know how many steps the run has: set trainer.max_steps or "
-            "trainer.max_epochs, or turn the schedule off with task.module.scheduler=null."
-        )
-    sched = instantiate(scheduler)(opt, total_steps=int(total_steps))
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+            f"ckpt_path={path} is not a checkpoint rnnlab can read ({_torch_reason(e)}). Pass a .ckpt file that "
+            f"train.py wrote (a run's checkpoints/best.ckpt or last.ckpt); if it is one, the file is damaged "
+            f"(an interrupted copy or save): take another checkpoint of the run."
+        ) from e
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"ckpt_path={path} is a torch file but not a training checkpoint (it has no state_dict). Pass a run's checkpoints/best.ckpt or last.ckpt.")
+    return checkpoint
+
+
+def checkpoint_task(checkpoint: Mapping[str, Any]) -> str | None:
+    """The name of the task a checkpoint was trained on (None: written before checkpoints said)."""
+    name = checkpoint.get(TASK_KEY)
+    return name if isinstance(name, str) else None
+
+
+class TaskModuleBase(L.LightningModule):
+    """What every task module shares: its name in checkpoints, `from_checkpoint`, the optimizer.
+
+    Subclasses set `name`, `monitor` and `metrics`, store their plain constructor arguments with
+    `save_hyperparameters` (including `optimizer` and `scheduler` settings, see
+    `rnnlab.tasks.settings`), and implement the rest of `rnnlab.tasks.contract.TaskModule`.
+    """
+
+    name: ClassVar[str]
+    monitor: ClassVar[tuple[str, str]] = ("val/loss", "min")
+    metrics: ClassVar[tuple[str, ...]] = ("loss",)
+
+    def configure_optimizers(self) -> Any:
+        return build_optimization(self.parameters(), self.hparams.optimizer, self.hparams.scheduler, self.trainer.estimated_stepping_batches)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[TASK_KEY] = self.name  # so predict.py / eval.py find the task from the file alone
+
+    def derived_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        return {}
+
+    @classmethod
+    def from_checkpoint(cls: type[M], path: str | Path, *, checkpoint: Mapping[str, Any] | None = None) -> M:
+        """The module stored in `path` (or the already loaded `checkpoint` of it), on the CPU in eval
+        mode. Built from the checkpoint's plain hyper-parameters; loaded with weights_only=True."""
+        checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
+        stored = checkpoint_task(checkpoint)
+        if stored is not None and stored != cls.name:
+            raise UserError(f"ckpt_path={path} holds a {stored} model, not a {cls.name} one: pass task={stored}.")
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        try:
+            inspect.signature(cls).bind(**hparams)
+        except TypeError as e:  # arguments this class does not take: another task's, or none at all
+            raise UserError(f"ckpt_path={path} is not a {cls.name} checkpoint: its stored arguments do not fit ({e}).") from e
+        module = cls(**hparams)  # checks every value (plain settings from fixed tables only)
+        module.load_state_dict(checkpoint["state_dict"])
+        return module.eval()

@@ -1,17 +1,17 @@
-"""The one error type for mistakes a user fixes in a config or a file, and warnings we expect."""
+"""The one error type for mistakes a user fixes in a config or a file, and warnings we expect.
+
+Imports nothing but the standard library: the data and task code raise `UserError` and must stay
+usable without Hydra (the entry layer, `rnnlab.entry`, turns it into exit status 2).
+"""
 
 import warnings
-from typing import Any
-
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 
 
 class UserError(ValueError):
     """A bad input (file, config value, option) explained in one paragraph with its fix.
 
-    Entry points (`train.py`, `eval.py`, `sample.py`) print the message without a traceback
-    and exit with status 2; library callers catch it like any ValueError.
+    The entry points (`train.py`, `eval.py`, `predict.py`, `sample.py`) print the message without a
+    traceback and exit with status 2 (`rnnlab.entry.run`); library callers catch it like any ValueError.
     """
 
 
@@ -22,14 +22,3 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     # Lightning 2.6 calls a pytree API that torch deprecates; nothing for us to change.
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
-
-
-def build(config: Any, **kwargs: Any) -> Any:
-    """`hydra.utils.instantiate`, except that a UserError raised by the object's constructor comes
-    out as itself (Hydra wraps it in an InstantiationException, which would bury the message)."""
-    try:
-        return instantiate(config, **kwargs)
-    except InstantiationException as e:
-        if isinstance(e.__cause__, UserError):
-            raise e.__cause__ from None
-        raise

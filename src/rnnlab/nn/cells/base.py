@@ -28,8 +28,18 @@ INITS = ("uniform", "orthogonal")
 
 
 def check_positive_int(name: str, value: object, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    """TypeError for a non-integer (bool included), ValueError for one <= 0: torch.nn's types."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}: {name} must be a positive integer, got {value!r} ({type(value).__name__}).")
+    if value <= 0:
         raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}.")
+    return value
+
+
+def check_bool(name: str, value: object, owner: str) -> bool:
+    """TypeError unless a real bool, as torch.nn: a string like "False" is truthy and would flip the flag."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be True or False, got {value!r} ({type(value).__name__}).")
     return value
 
 
@@ -60,6 +70,7 @@ class RecurrentCell(nn.Module):
         name = type(self).__name__
         self.input_size = check_positive_int("input_size", input_size, name)
         self.hidden_size = check_positive_int("hidden_size", hidden_size, name)
+        check_bool("bias", bias, name)
         if init not in INITS:
             raise ValueError(f"{name}: init must be one of {INITS}, got {init!r}.")
         self.init, self.fused = init, fused

@@ -1,12 +1,13 @@
 """GRU over a sequence with a hand-written backward (gate order r, z, n as torch.nn).
 
 As for the LSTM, each pass exists in C++ (`native/cells.cpp`, CPU) and below in PyTorch ops,
-with the same contract and math.
+with the same contract and math; `differentiable_backward` serves create_graph=True, as for the LSTM.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from rnnlab.nn.kernels.common import loop_for, needs_grad
@@ -29,6 +30,34 @@ def forward_loop(xw: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None, keep
         torch.addcmul(x_t[:, 2 * H :], rz_t[:, :H], hw_t[:, 2 * H :], out=n).tanh_()
         torch.sub(h, n, out=h_new).mul_(rz_t[:, H:]).add_(n)  # h_t = n + z (h_{t-1} - n)
     return [hs, hw, rz, ns]
+
+
+def differentiable_backward(
+    dhs: Tensor | None, drz: Tensor | None, dns: Tensor | None, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None,
+    h_out: Tensor, rz: Tensor, ns: Tensor,
+) -> list[Tensor | None]:
+    """[dxw, dh0, dW, db] as the fast backward, in ops autograd can differentiate, for gradients of
+    gradients (create_graph=True). It reads only the kernel's outputs h_out, r|z and n (the latter
+    two hidden outputs) and its inputs, so autograd connects it back to the inputs; drz, dns are
+    gradients reaching r|z and n themselves (only in such a graph's backward). None is zero."""
+    T, B, H = ns.shape
+    h_prev = torch.cat([h0.unsqueeze(0), h_out[:-1]])
+    hw_n = F.linear(h_prev, w_hh[2 * H :], None if b_hh is None else b_hh[2 * H :])  # W_n h_{t-1} + b_hn
+    r, z = rz.chunk(2, 2)
+    dh, dxw, dhw = h0.new_zeros(B, H), [], []
+    for t in range(T - 1, -1, -1):
+        dh = dh if dhs is None else dh + dhs[t]
+        d_n = dh * (1 - z[t]) + (0 if dns is None else dns[t])
+        d_z = dh * (h_prev[t] - ns[t]) + (0 if drz is None else drz[t, :, H:])
+        dn_pre = d_n * (1 - ns[t] * ns[t])
+        d_r = dn_pre * hw_n[t] + (0 if drz is None else drz[t, :, :H])
+        dr_pre, dz_pre = d_r * r[t] * (1 - r[t]), d_z * z[t] * (1 - z[t])
+        dxw.append(torch.cat([dr_pre, dz_pre, dn_pre], 1))
+        dhw.append(torch.cat([dr_pre, dz_pre, dn_pre * r[t]], 1))  # d(W h_{t-1} + b_h)
+        dh = dh * z[t] + dhw[-1] @ w_hh  # to h_{t-1}: directly through z, and through W
+    dxw, dhw = torch.stack(dxw[::-1]).flatten(0, 1), torch.stack(dhw[::-1]).flatten(0, 1)
+    db = None if b_hh is None else dhw.sum(0)
+    return [dxw.view(T, B, 3 * H), dh, dhw.t() @ h_prev.flatten(0, 1), db]
 
 
 def backward_loop(dhs: Tensor, w_hh: Tensor, hw: Tensor, rz: Tensor, ns: Tensor, hs: Tensor) -> list[Tensor]:
@@ -55,18 +84,25 @@ def backward_loop(dhs: Tensor, w_hh: Tensor, hw: Tensor, rz: Tensor, ns: Tensor,
 
 class _GRUSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xw: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
+    def forward(ctx, xw: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         loop = loop_for(xw, "gru_forward", forward_loop)
         hs, hw, rz, ns = loop(xw, h0.contiguous(), w_hh, b_hh, True)
         ctx.backward_loop = loop_for(xw, "gru_backward", backward_loop)  # the forward's twin
         ctx.has_bias = b_hh is not None
-        ctx.save_for_backward(w_hh, hw, rz, ns, hs)
-        return hs[1:]
+        h_out = hs[1:]
+        # rz and ns are returned (and dropped by gru_sequence) so that a graph of the backward can reach
+        # the inputs through them; they are saved anyway, so this costs no memory. Unused outputs get None.
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(w_hh, hw, rz, ns, hs, h0, b_hh, h_out)
+        return h_out, rz, ns
 
     @staticmethod
-    def backward(ctx, dhs: Tensor):
-        w_hh, hw, rz, ns, hs = ctx.saved_tensors
-        dhw, dn_pre, dh = ctx.backward_loop(dhs.contiguous(), w_hh, hw, rz, ns, hs)
+    def backward(ctx, dhs: Tensor | None, drz: Tensor | None, dns: Tensor | None):
+        w_hh, hw, rz, ns, hs, h0, b_hh, h_out = ctx.saved_tensors
+        if torch.is_grad_enabled() or drz is not None or dns is not None:  # create_graph=True, or inside its backward
+            return tuple(differentiable_backward(dhs, drz, dns, h0, w_hh, b_hh, h_out, rz, ns))
+        dhs = torch.zeros_like(h_out) if dhs is None else dhs.contiguous()
+        dhw, dn_pre, dh = ctx.backward_loop(dhs, w_hh, hw, rz, ns, hs)
         H = dn_pre.size(2)
         dxw = torch.cat([dhw[:, :, : 2 * H], dn_pre], 2)
         dhw_flat = dhw.flatten(0, 1)
@@ -82,5 +118,5 @@ def gru_sequence(xw: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> T
     """
     xw = xw.contiguous()
     if needs_grad(xw, h0, w_hh, b_hh):
-        return _GRUSequence.apply(xw, h0, w_hh, b_hh)
+        return _GRUSequence.apply(xw, h0, w_hh, b_hh)[0]
     return loop_for(xw, "gru_forward", forward_loop)(xw, h0.contiguous(), w_hh, b_hh, False)[0][1:]

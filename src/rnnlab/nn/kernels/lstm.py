@@ -3,7 +3,9 @@
 Each pass exists twice with the same contract and the same math: in C++ (`native/cells.cpp`, one
 fused pointwise pass per step, used on CPU when it compiled) and below in PyTorch ops (any device).
 The PyTorch loops zip over `unbind(0)` views made once, not `tensor[t]` per step: on small sizes
-per-op overhead is the cost, and every index is one more op.
+per-op overhead is the cost, and every index is one more op. A third backward,
+`differentiable_backward`, plain ops over the kernel's outputs, runs only when a graph of the
+backward is requested (create_graph=True: gradient penalties, Hessian-vector products).
 """
 
 from __future__ import annotations
@@ -44,6 +46,36 @@ def forward_loop(xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, keep: bool) -
     return [hs, cs, acts, tcs]
 
 
+def differentiable_backward(
+    dhs: Tensor | None, dcs: Tensor | None, dacts: Tensor | None, h0: Tensor, c0: Tensor, w_hh: Tensor,
+    h_out: Tensor, c_out: Tensor, acts: Tensor,
+) -> list[Tensor]:
+    """[d gates_pre, dh0, dc0, dW] as `backward_loop` (+ dW), in ops autograd can differentiate, for
+    gradients of gradients (create_graph=True). It reads only the kernel's outputs h_out, c_out and
+    acts (the activated gates, a hidden output), so autograd connects it back to the inputs and
+    nothing is recomputed; dacts is a gradient reaching acts themselves (only in such a graph's
+    backward). A None gradient is zero."""
+    T, B, G = acts.shape
+    H = G // 4
+    h_prev = torch.cat([h0.unsqueeze(0), h_out[:-1]])
+    c_prev = torch.cat([c0.unsqueeze(0), c_out[:-1]])
+    tcs = torch.tanh(c_out)
+    # σ' = s(1 - s) for i, f, o; tanh' = 1 - g² for g.
+    slope = torch.cat([acts[..., : 2 * H] * (1 - acts[..., : 2 * H]), 1 - acts[..., 2 * H : 3 * H] ** 2,
+                       acts[..., 3 * H :] * (1 - acts[..., 3 * H :])], 2)
+    i, f, g, o = acts.split(H, 2)
+    dh, dc, dpre = h0.new_zeros(B, H), h0.new_zeros(B, H), []
+    for t in range(T - 1, -1, -1):
+        dh = dh if dhs is None else dh + dhs[t]
+        dc = dc + dh * o[t] * (1 - tcs[t] * tcs[t]) + (0 if dcs is None else dcs[t])
+        dact = torch.cat([dc * g[t], dc * c_prev[t], dc * i[t], dh * tcs[t]], 1)  # d(i, f, g, o)
+        dpre.append((dact if dacts is None else dact + dacts[t]) * slope[t])
+        dc = dc * f[t]  # to c_{t-1}
+        dh = dpre[-1] @ w_hh  # to h_{t-1}
+    dpre = torch.stack(dpre[::-1])
+    return [dpre, dh, dc, dpre.flatten(0, 1).t() @ h_prev.flatten(0, 1)]
+
+
 def backward_loop(dhs: Tensor, dcs: Tensor, w_hh: Tensor, acts: Tensor, cs: Tensor, tcs: Tensor) -> list[Tensor]:
     """[d gates_pre (T, B, 4H), dh0, dc0] from the gradients reaching every h_t and c_t."""
     T, B, G = acts.shape
@@ -77,17 +109,25 @@ def backward_loop(dhs: Tensor, dcs: Tensor, w_hh: Tensor, acts: Tensor, cs: Tens
 
 class _LSTMSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(ctx, xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         loop = loop_for(xw, "lstm_forward", forward_loop)
         hs, cs, acts, tcs = loop(xw, h0.contiguous(), c0.contiguous(), w_hh, True)
         ctx.backward_loop = loop_for(xw, "lstm_backward", backward_loop)  # the forward's twin
-        ctx.save_for_backward(w_hh, acts, hs, cs, tcs)
-        return hs[1:], cs[1:]
+        h_out, c_out = hs[1:], cs[1:]
+        # acts is returned (and dropped by lstm_sequence) so that a graph of the backward can reach the
+        # inputs through it; it is saved anyway, so this costs no memory. Unused outputs get None.
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(w_hh, acts, hs, cs, tcs, h0, c0, h_out, c_out)
+        return h_out, c_out, acts
 
     @staticmethod
-    def backward(ctx, dhs: Tensor, dcs: Tensor):
-        w_hh, acts, hs, cs, tcs = ctx.saved_tensors
-        dgates, dh, dc = ctx.backward_loop(dhs.contiguous(), dcs.contiguous(), w_hh, acts, cs, tcs)
+    def backward(ctx, dhs: Tensor | None, dcs: Tensor | None, dacts: Tensor | None):
+        w_hh, acts, hs, cs, tcs, h0, c0, h_out, c_out = ctx.saved_tensors
+        if torch.is_grad_enabled() or dacts is not None:  # create_graph=True, or inside such a graph's backward
+            return tuple(differentiable_backward(dhs, dcs, dacts, h0, c0, w_hh, h_out, c_out, acts))
+        dhs = torch.zeros_like(h_out) if dhs is None else dhs.contiguous()
+        dcs = torch.zeros_like(c_out) if dcs is None else dcs.contiguous()
+        dgates, dh, dc = ctx.backward_loop(dhs, dcs, w_hh, acts, cs, tcs)
         dw = dgates.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # Σ_t dgates_tᵀ h_{t-1}, one matmul
         return dgates, dh, dc, dw
 
@@ -99,6 +139,7 @@ def lstm_sequence(xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[Ten
     """
     xw = xw.contiguous()
     if needs_grad(xw, h0, c0, w_hh):
-        return _LSTMSequence.apply(xw, h0, c0, w_hh)
+        hs, cs, _ = _LSTMSequence.apply(xw, h0, c0, w_hh)
+        return hs, cs
     hs, cs, _, _ = loop_for(xw, "lstm_forward", forward_loop)(xw, h0.contiguous(), c0.contiguous(), w_hh, False)
     return hs[1:], cs[1:]

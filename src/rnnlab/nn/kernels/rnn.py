@@ -8,6 +8,20 @@ from torch import Tensor
 from rnnlab.nn.kernels.common import needs_grad
 
 
+def differentiable_backward(dhs: Tensor, h0: Tensor, w_hh: Tensor, hs: Tensor, relu: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """The backward below in differentiable ops, for gradients of gradients. φ' comes from the
+    saved outputs hs, which autograd connects back to the inputs, so nothing is recomputed.
+    ReLU's backward is torch's own op: its (zero) derivative in h keeps the graph connected."""
+    dh, dpre = torch.zeros_like(h0), []
+    for dh_t, h_t in zip(reversed(dhs.unbind(0)), reversed(hs.unbind(0))):
+        total = dh_t + dh
+        dpre.append(torch.ops.aten.threshold_backward(total, h_t, 0) if relu else total * (1 - h_t * h_t))
+        dh = dpre[-1] @ w_hh
+    dpre = torch.stack(dpre[::-1])
+    h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
+    return dpre, dh, dpre.flatten(0, 1).t() @ h_prev.flatten(0, 1)
+
+
 class _RNNSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xw: Tensor, h0: Tensor, w_hh: Tensor, relu: bool) -> Tensor:
@@ -23,6 +37,8 @@ class _RNNSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dhs: Tensor):
         h0, w_hh, hs = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate
+            return *differentiable_backward(dhs, h0, w_hh, hs, ctx.relu), None
         # φ'(pre) from φ's output, for every step at once: tanh' = 1 - h², relu' = [h > 0].
         dphi = (hs > 0).to(hs.dtype) if ctx.relu else 1 - hs * hs
         dpre = torch.empty_like(hs)

@@ -1,31 +1,33 @@
 """Character-level language model: embedding → recurrent layer → dropout → linear.
 
-`CharLMModule` trains it with truncated BPTT (the state is carried across the windows the data
-module serves, detached, and reset where a batch says so), logs loss / bits per character /
-perplexity, and writes generated text at every validation end. Its hyper-parameters, the
-vocabulary included, are plain Python values, so a checkpoint loads with `weights_only=True`.
+`CharLM` is the model (no Lightning needed to run it or to `generate`). `CharLMModule` trains it
+with truncated BPTT (the state is carried across the windows the data module serves, detached, and
+reset where a batch says so), logs loss / bits per character / perplexity, writes generated text at
+every validation end of training, and continues raw text (`predict_text`). It meets the task
+contract (`rnnlab.tasks.contract`); its hyper-parameters, the vocabulary included, are plain Python
+values, so a checkpoint loads with `weights_only=True`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
 from rnnlab.tasks.charlm.data import IGNORE_INDEX, Batch, CharVocab
-from rnnlab.tasks.common import State, build_optimization, build_recurrent, check_stored_model_config, detach_state, load_checkpoint
+from rnnlab.tasks.common import State, TaskModuleBase, detach_state
+from rnnlab.tasks.settings import build_recurrent, layer_settings, optimizer_settings, scheduler_settings
 from rnnlab.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 2e-3}
+DEFAULT_OPTIMIZER = {"name": "adam", "lr": 2e-3}
 
 
 class CharLM(nn.Module):
@@ -59,6 +61,21 @@ class CharLM(nn.Module):
         out, state = self.rnn(self.embed(x), state)
         return self.head(self.drop(out)), state
 
+    @torch.no_grad()
+    def generate(self, context: Tensor, length: int, temperature: float = 0.8, top_k: int | None = None,
+                 generator: torch.Generator | None = None, banned: int | None = None) -> list[int]:
+        """`length` ids drawn after `context: (time,)` ids (read in one call), one step at a time.
+
+        temperature <= 0 is greedy; top_k keeps the k most likely ids; `banned` is never drawn.
+        """
+        logits, state = self(context[None])
+        out: list[int] = []
+        for _ in range(length):
+            nxt = sample_next(logits[0, -1], temperature, top_k, generator, banned)
+            out.append(nxt)
+            logits, state = self(torch.tensor([[nxt]], device=context.device), state)
+        return out
+
 
 def sample_next(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None, banned: int | None = None) -> int:
     """One id drawn from `logits: (V,)`; temperature <= 0 means greedy (argmax)."""
@@ -74,20 +91,35 @@ def sample_next(logits: Tensor, temperature: float, top_k: int | None, generator
     return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
 
 
-class CharLMModule(L.LightningModule):
+def check_sampling(length: Any, temperature: Any, top_k: Any) -> None:
+    """UserError unless length >= 0 (int), temperature is a number and top_k is None or >= 1 (int)."""
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise UserError(f"length={length!r}: must be a non-negative integer (the characters to generate).")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or math.isnan(temperature):
+        raise UserError(f"temperature={temperature!r}: must be a number (<= 0 for greedy).")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0):
+        raise UserError(f"top_k={top_k!r}: must be a positive integer, or null to sample from every character.")
+
+
+class CharLMModule(TaskModuleBase):
     """Lightning wrapper: TBPTT training, whole-split evaluation, samples, checkpoint round trip.
 
     Args:
         vocab: the characters in id order; from `CharLMDataModule.model_kwargs()` (never from the config).
-        model: the model config as a plain dict (see `configs/model/`); built with input_size=embedding_dim.
+        model: the recurrent layer's plain settings (`rnnlab.tasks.settings.layer_settings`, e.g.
+            {"layer": "rnnlab", "cell": "lstm", "hidden_size": 256}); built with input_size=embedding_dim.
         embedding_dim: E.
-        dropout: dropout on the recurrent output (the config defaults it to model.dropout).
+        dropout: dropout on the recurrent output, in [0, 1).
         tie_weights: share embedding and read-out weights.
-        optimizer: Hydra partial of a torch optimizer; default Adam(lr=2e-3).
-        scheduler: Hydra partial of `(optimizer, total_steps) -> LRScheduler`, or None.
-        sample_length: characters generated at each validation end (0: none).
+        optimizer: {"name": "adam" | "adamw" | "sgd" | "rmsprop", **kwargs}; default Adam(lr=2e-3).
+        scheduler: None, or {"name": "warmup_cosine" | "constant", **kwargs}, stepped every step.
+        sample_length: characters generated at each validation end of training (0: none).
         sample_prime: text the samples start from (characters outside the vocabulary are dropped).
     """
+
+    name = "charlm"
+    monitor = ("val/loss", "min")
+    metrics = ("loss", "bpc", "ppl")
 
     def __init__(
         self,
@@ -102,10 +134,22 @@ class CharLMModule(L.LightningModule):
         sample_prime: str = "\n",
     ) -> None:
         super().__init__()
+        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim <= 0:
+            raise UserError(f"task.module.embedding_dim={embedding_dim!r}: must be a positive integer (the size of a character's embedding, e.g. 64).")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise UserError(f"task.module.dropout={dropout!r}: must be a number in [0, 1) (the fraction of the recurrent output dropped in training, e.g. 0.2).")
+        if isinstance(sample_length, bool) or not isinstance(sample_length, int) or sample_length < 0:
+            raise UserError(f"task.module.sample_length={sample_length!r}: must be a non-negative integer (0: no samples).")
+        # Normalised before save_hyperparameters reads them: checkpoints keep the plain forms only.
+        model = layer_settings(model)
+        rnn = build_recurrent(model, embedding_dim)  # first: a bad model.* is reported before a bad optimizer
+        optimizer = optimizer_settings(DEFAULT_OPTIMIZER if optimizer is None else optimizer)
+        scheduler = scheduler_settings(scheduler)
+        vocab = list(vocab)
         # logger=False: the hparams go to TensorBoard once, at the end, with the final metrics.
         self.save_hyperparameters(logger=False)
         self.vocab = CharVocab(vocab)
-        self.net = CharLM(len(self.vocab), embedding_dim, build_recurrent(model, embedding_dim), dropout, tie_weights)
+        self.net = CharLM(len(self.vocab), embedding_dim, rnn, dropout, tie_weights)
         self._train_state: State | None = None
         self._eval_state: State | None = None
         self._eval_sum = self._eval_count = None
@@ -135,11 +179,6 @@ class CharLMModule(L.LightningModule):
         norm = nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val or math.inf)
         self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
 
-    def configure_optimizers(self) -> Any:
-        return build_optimization(
-            self, self.hparams.optimizer or DEFAULT_OPTIMIZER, self.hparams.scheduler, self.trainer.estimated_stepping_batches
-        )
-
     # ---- evaluation: the mean over every target of the split, with the state carried -------
 
     def _eval_start(self) -> None:
@@ -167,7 +206,8 @@ class CharLMModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._eval_end("val")
-        if not self.trainer.sanity_checking and self.hparams.sample_length > 0:
+        # Samples show how training goes; eval.py's validation (not fitting) reports numbers only.
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking and self.hparams.sample_length > 0:
             self.log_samples()
 
     def on_test_epoch_start(self) -> None:
@@ -179,35 +219,52 @@ class CharLMModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_end("test")
 
+    def derived_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """Bits per character and perplexity of every `<stage>/loss` in `metrics` (nats/char)."""
+        out = {}
+        for stage in ("val", "test"):
+            loss = metrics.get(f"{stage}/loss")
+            if loss is not None:
+                out[f"{stage}/bpc"] = loss / math.log(2)
+                out[f"{stage}/ppl"] = math.exp(min(loss, 700.0))  # exp overflows a float past ~709
+        return out
+
     # ---- generation ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def generate(self, prime: str, length: int, temperature: float = 0.8, top_k: int | None = None, generator: torch.Generator | None = None) -> str:
+    def generate(self, prime: str, length: int, temperature: float = 0.8, top_k: int | None = None,
+                 generator: torch.Generator | None = None, what: str = "prime") -> str:
         """`length` characters that follow `prime` (not included); temperature <= 0 is greedy.
 
         The model reads a line break before the prime (when the prime does not start with one and
         the vocabulary has it): it was trained on a running stream, where a zero state is rare and
         a line break is the start of text it knows best; a zero state straight into mid-line
-        characters can derail it (e.g. "ROMEO:" from a zero state gives gibberish, "\nROMEO:" verse).
+        characters can derail it (e.g. "ROMEO:" from a zero state gives gibberish, "\\nROMEO:" verse).
 
-        Raises UserError when `prime` is empty or holds characters outside the vocabulary.
+        Raises UserError when `prime` is empty or holds characters outside the vocabulary, or an
+        option is out of range; `what` names the prime in those messages.
         """
         if not prime:
-            raise UserError("prime is empty: give the sampler at least one character to start from, e.g. prime='ROMEO:'.")
-        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-            raise UserError(f"length={length!r}: must be a non-negative integer.")
+            raise UserError(f"{what} is empty: give the model at least one character to start from, e.g. ROMEO:.")
+        check_sampling(length, temperature, top_k)
         was_training = self.training
         self.eval()
         context = prime if prime.startswith("\n") or "\n" not in self.vocab.stoi else "\n" + prime
-        ids = self.vocab.encode(context, "prime").to(self.device)
-        logits, state = self.net(ids[None])  # read the whole prime in one call
-        out: list[int] = []
-        for _ in range(length):
-            nxt = sample_next(logits[0, -1], temperature, top_k, generator, banned=self.vocab.unk)
-            out.append(nxt)
-            logits, state = self.net(torch.tensor([[nxt]], device=self.device), state)
+        ids = self.vocab.encode(context, what).to(self.device)
+        out = self.net.generate(ids, length, float(temperature), top_k, generator, banned=self.vocab.unk)
         self.train(was_training)
         return self.vocab.decode(out)
+
+    def predict_text(self, inputs: Sequence[str], length: int = 200, temperature: float = 0.8,
+                     top_k: int | None = None, seed: int | None = None) -> list[str]:
+        """Each input followed by `length` generated characters (the text, continued).
+
+        One generator, seeded once with `seed` (None: unseeded), draws for all inputs in order.
+        """
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise UserError(f"seed={seed!r}: must be an integer, or null for a different text every time.")
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        return [text + self.generate(text, length, temperature, top_k, generator, what=f"input {i + 1}") for i, text in enumerate(inputs)]
 
     def log_samples(self) -> None:
         """Samples at temperature 0.8 and greedy, to TensorBoard (as text) and the console."""
@@ -238,15 +295,3 @@ class CharLMModule(L.LightningModule):
     def datamodule_kwargs(self) -> dict[str, Any]:
         """What a data module needs from a trained model: its vocabulary (for eval on any split)."""
         return {"vocab": list(self.vocab.chars)}
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path) -> CharLMModule:
-        """The module stored in a checkpoint, on the CPU in eval mode, loaded with weights_only=True."""
-        ckpt = load_checkpoint(path)
-        hparams = dict(ckpt.get("hyper_parameters") or {})
-        if "vocab" not in hparams:
-            raise UserError(f"ckpt_path={path} is not a char-LM checkpoint (it stores no vocabulary).")
-        check_stored_model_config(hparams.get("model"), f"ckpt_path={path}")
-        module = cls(**hparams)
-        module.load_state_dict(ckpt["state_dict"])
-        return module.eval()
