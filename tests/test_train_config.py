@@ -11,7 +11,7 @@ from conftest import CONFIG_DIR, run_script
 from rnnlab.nn import Recurrent, TorchRecurrent
 from rnnlab.tasks.settings import SCHEDULES, build_recurrent, optimizer_settings, scheduler_settings
 
-MODELS = ["rnn", "gru", "lstm", "torch_rnn", "torch_gru", "torch_lstm"]
+MODELS = ["rnn", "gru", "lstm", "layernorm_lstm", "torch_rnn", "torch_gru", "torch_lstm"]
 
 
 def test_composed_config_has_the_interface(cfg_train: DictConfig) -> None:
@@ -38,7 +38,7 @@ def test_every_model_config_builds_the_same_interface(cfg_factory, model: str) -
     assert type(rnn) is (TorchRecurrent if model.startswith("torch_") else Recurrent)
     out, state = rnn(torch.randn(3, 5, 7))
     assert out.shape == (3, 5, 10) and rnn.output_size == 10
-    h = state[0] if cell == "lstm" else state
+    h = state[0] if cell.endswith("lstm") else state
     assert h.shape == (2, 3, 10)
 
 
@@ -101,7 +101,7 @@ def test_help_lists_the_groups_and_options() -> None:
     assert done.returncode == 0, done.stderr
     for line in [
         "task: charlm",
-        "model: gru, lstm, rnn, torch_gru, torch_lstm, torch_rnn",
+        "model: gru, layernorm_lstm, lstm, rnn, torch_gru, torch_lstm, torch_rnn",
         "trainer: cpu, gpu",
         "logger: csv, tensorboard",
         "debug: fast, overfit",

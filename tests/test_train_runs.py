@@ -17,7 +17,7 @@ from rnnlab.evaluate import evaluate
 from rnnlab.train import train
 from rnnlab.utils.errors import UserError
 
-MODELS = ["rnn", "gru", "lstm", "torch_rnn", "torch_gru", "torch_lstm"]
+MODELS = ["rnn", "gru", "lstm", "layernorm_lstm", "torch_rnn", "torch_gru", "torch_lstm"]
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -67,7 +67,8 @@ class Recurrent(nn.Module):
     """A stack of recurrent cells over time.
 
     Args:
-        cell: 'rnn', 'lstm' or 'gru'.
+        cell: a registered cell name ('rnn', 'lstm', 'gru', 'layernorm_lstm', or yours, see
+            `rnnlab.nn.cells.register_cell`) or a RecurrentCell subclass.
         input_size: features of x.
         hidden_size: H, features of h.
         num_layers: stacked layers; layer l+1 reads the (concatenated) outputs of layer l.
@@ -85,7 +86,7 @@ class Recurrent(nn.Module):
 
     def __init__(
         self,
-        cell: str,
+        cell: str | type[RecurrentCell],
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
@@ -100,8 +101,11 @@ class Recurrent(nn.Module):
         **cell_kwargs,
     ) -> None:
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"Recurrent: cell must be one of {sorted(CELLS)}, got {cell!r}.")
+        if not (isinstance(cell, type) and issubclass(cell, RecurrentCell)) and cell not in CELLS:
+            raise ValueError(
+                f"Recurrent: cell must be one of {sorted(CELLS)} (or a RecurrentCell subclass; register "
+                f"a name with rnnlab.nn.register_cell), got {cell!r}."
+            )
         check_positive_int("input_size", input_size, "Recurrent")
         check_positive_int("hidden_size", hidden_size, "Recurrent")
         check_positive_int("num_layers", num_layers, "Recurrent")
@@ -368,6 +372,8 @@ class Recurrent(nn.Module):
 
     def to_torch(self) -> nn.RNN | nn.LSTM | nn.GRU:
         """The equivalent torch.nn.RNN/LSTM/GRU with a copy of these weights."""
+        if not isinstance(self.cell, str) or self.cell not in _TORCH_CLASSES:
+            raise ValueError(f"Recurrent.to_torch: cell={self.cell!r} has no torch.nn counterpart; only {sorted(_TORCH_CLASSES)} do.")
         kwargs = {"nonlinearity": self.cells[0].nonlinearity} if self.cell == "rnn" else {}
         ref = self.cells[0].weight_ih
         with warnings.catch_warnings():  # this layer already warned about a dropout that does nothing

@@ -7,8 +7,9 @@ A cell owns the parameters of one recurrence and knows three things:
 - `step(xw_t, state) -> (h_t, new_state)`: one step of the recurrence on a projected input.
 
 `sequence(xw, state)` runs the recurrence over all steps. The base version loops over `step`
-and lets autograd unroll the graph (BPTT); subclasses route it to a hand-written forward and
-backward in `rnnlab.nn.kernels` when `fused` is set. Both give the same numbers.
+and lets autograd unroll the graph (BPTT): a new cell needs nothing more. A cell may add a
+hand-written forward and backward (`fused_sequence`, see `rnnlab.nn.kernels`) as a speed-up; it is
+used by default when present and gives the same numbers.
 
 Weights are named and laid out as in torch.nn (weight_ih: (gates*H, I), weight_hh: (gates*H, H),
 gates stacked in torch's order), so weights copy between the two without reshuffling.
@@ -52,7 +53,9 @@ class RecurrentCell(nn.Module):
         bias: learn the biases b_ih and b_hh (torch.nn keeps two; their sum is the b of the equations).
         init: 'uniform' (U(-1/sqrt(H), 1/sqrt(H)) for every tensor, as torch.nn) or 'orthogonal'
             (orthogonal W per gate, Xavier-uniform U per gate, zero biases, as Keras and haste).
-        fused: run `sequence` through the hand-written BPTT kernel instead of autograd's unrolled graph.
+        fused: None (default): run `sequence` through the cell's hand-written BPTT kernel if it has
+            one (`has_kernel()`), else through autograd's unrolled loop of `step`; True: the kernel
+            (an error for a cell without one); False: the unrolled loop.
     """
 
     num_gates: int = 1  # gate blocks stacked in weight_ih / weight_hh
@@ -64,7 +67,7 @@ class RecurrentCell(nn.Module):
         hidden_size: int,
         bias: bool = True,
         init: str = "uniform",
-        fused: bool = True,
+        fused: bool | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -73,7 +76,15 @@ class RecurrentCell(nn.Module):
         check_bool("bias", bias, name)
         if init not in INITS:
             raise ValueError(f"{name}: init must be one of {INITS}, got {init!r}.")
-        self.init, self.fused = init, fused
+        if fused is not None:
+            check_bool("fused", fused, name)
+        if fused and not self.has_kernel():
+            raise ValueError(
+                f"{name}: fused=True needs a hand-written kernel (a `fused_sequence` written with this "
+                f"cell's `step`), and {name} has none; leave fused unset (None) to run autograd's loop of `step`."
+            )
+        self.init = init
+        self.fused = self.has_kernel() if fused is None else fused
         gates = self.num_gates * hidden_size
         self.weight_ih = nn.Parameter(torch.empty(gates, input_size))  # U
         self.weight_hh = nn.Parameter(torch.empty(gates, hidden_size))  # W
@@ -90,8 +101,9 @@ class RecurrentCell(nn.Module):
         H = self.hidden_size
         if self.init == "uniform":
             bound = 1.0 / math.sqrt(H)
-            for p in self.parameters():
-                nn.init.uniform_(p, -bound, bound)
+            for p in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh):  # torch.nn's order
+                if p is not None:
+                    nn.init.uniform_(p, -bound, bound)
         else:
             with torch.no_grad():
                 for w in self.weight_hh.split(H):
@@ -138,8 +150,17 @@ class RecurrentCell(nn.Module):
         return tuple(torch.stack(s) for s in zip(*steps))
 
     def fused_sequence(self, xw: Tensor, state: State) -> State:
-        """The same as the autograd loop, through a hand-written forward and backward."""
+        """The same as the autograd loop, through a hand-written forward and backward (optional)."""
         raise NotImplementedError
+
+    @classmethod
+    def has_kernel(cls) -> bool:
+        """True when `fused_sequence` is written for this cell's `step`: defined by the class that
+        defines `step` or below it. A subclass that changes `step` (a LayerNorm LSTM from LSTMCell)
+        thus never runs its parent's kernel, which would compute the parent's equations."""
+        kernel = next(k for k in cls.__mro__ if "fused_sequence" in k.__dict__)
+        step = next(k for k in cls.__mro__ if "step" in k.__dict__)
+        return kernel is not RecurrentCell and issubclass(kernel, step)
 
     def forward(self, x_t: Tensor, state: Tensor | State | None = None) -> tuple[Tensor, Tensor | State]:
         """One step from raw input, torch.nn.*Cell style.

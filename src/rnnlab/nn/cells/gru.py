@@ -16,10 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnlab.nn.cells import register_cell
 from rnnlab.nn.cells.base import RecurrentCell, State
 from rnnlab.nn.kernels import gru_sequence
 
 
+@register_cell("gru")
 class GRUCell(RecurrentCell):
     num_gates = 3
     num_states = 1

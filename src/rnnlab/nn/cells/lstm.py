@@ -17,10 +17,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnlab.nn.cells import register_cell
 from rnnlab.nn.cells.base import RecurrentCell, State
 from rnnlab.nn.kernels import lstm_sequence
 
 
+@register_cell("lstm")
 class LSTMCell(RecurrentCell):
     num_gates = 4
     num_states = 2

@@ -11,12 +11,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnlab.nn.cells import register_cell
 from rnnlab.nn.cells.base import RecurrentCell, State
 from rnnlab.nn.kernels import rnn_sequence
 
 NONLINEARITIES = ("tanh", "relu")
 
 
+@register_cell("rnn")
 class RNNCell(RecurrentCell):
     num_gates = 1
     num_states = 1
