@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import math
+import json
 import subprocess
 import sys
 import textwrap
@@ -135,3 +136,13 @@ def test_a_task_module_trains_without_hydra(tmp_path: Path, tiny_corpus: Path) -
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines()[-2:] == ["KING:", "[]"]
+
+
+def test_a_sweeper_gets_the_tasks_monitored_metric(cfg_factory) -> None:
+    from rnnlab.train import main
+
+    cfg = cfg_factory("debug=fast")
+    assert cfg.optimized_metric is None  # nothing task-specific in train.yaml
+    value = main(cfg)
+    metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert value == metrics["val/loss"] and "train/chars_per_sec" in metrics  # charlm's monitor and unit

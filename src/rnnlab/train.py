@@ -226,5 +226,5 @@ def main(cfg: DictConfig) -> float | None:
             raise
         record_failure(OmegaConf.select(cfg, "paths.output_dir", throw_on_missing=False), e)
         return math.nan
-    name = cfg.get("optimized_metric")
-    return metrics.get(name) if name else None
+    name = cfg.get("optimized_metric") or get_task(cfg.task.name).module.monitor[0]
+    return metrics.get(name, math.nan)

@@ -48,6 +48,7 @@ class TaskModule(Protocol):
     name: ClassVar[str]  # the task's key in rnnlab.tasks.TASKS (and configs/task/<name>.yaml)
     monitor: ClassVar[tuple[str, str]]  # (metric, "min" | "max"): what the best checkpoint is best at
     metrics: ClassVar[tuple[str, ...]]  # logged per evaluation stage as val/<name>, test/<name>
+    unit: ClassVar[str]  # what one input token is (charlm: "chars"): the throughput is train/<unit>_per_sec
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, checkpoint: Mapping[str, Any] | None = None) -> TaskModule:

@@ -10,7 +10,8 @@ import torch
 
 
 class Throughput(L.Callback):
-    """Logs input tokens per second of training (characters, for charlm) as `name`.
+    """Logs input tokens per second of training as `name` (None: train/<the module's unit>_per_sec,
+    charlm's train/chars_per_sec).
 
     Counts `batch[0].numel()` per training batch and the wall time spent inside training batches
     (forward, backward, optimizer step; validation and checkpointing excluded). Emits the rate
@@ -18,7 +19,7 @@ class Throughput(L.Callback):
     nothing in between. `tokens` / `seconds` hold the totals of the run for a final average.
     """
 
-    def __init__(self, name: str = "train/tokens_per_sec") -> None:
+    def __init__(self, name: str | None = None) -> None:
         self.name = name
         self.tokens = 0
         self.seconds = 0.0
@@ -29,6 +30,10 @@ class Throughput(L.Callback):
     def _sync(self, trainer: L.Trainer) -> None:
         if trainer.strategy.root_device.type == "cuda":  # kernels run async; time what they did
             torch.cuda.synchronize(trainer.strategy.root_device)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.name is None:
+            self.name = f"train/{getattr(pl_module, 'unit', 'tokens')}_per_sec"
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         self._t0 = time.perf_counter()

@@ -99,7 +99,7 @@ def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-FIRST = ["val/loss", "val/bpc", "val/ppl", "test/loss", "test/bpc", "test/ppl", "train/loss"]
+STAGES = ("val/", "test/", "train/")  # metric columns in this order, each group as the jobs wrote it
 FIXED = ("job", "status", "overrides", "error")
 
 
@@ -111,7 +111,8 @@ def write_summary(sweep_dir: str | Path) -> list[Path]:
     if not rows:
         return []
     keys = list(dict.fromkeys(k for row in rows for k in row if k not in FIXED))
-    columns = ["job", "status", "overrides", *[k for k in FIRST if k in keys], *[k for k in keys if k not in FIRST], "error"]
+    stage = lambda k: next((i for i, p in enumerate(STAGES) if k.startswith(p)), len(STAGES))  # noqa: E731
+    columns = ["job", "status", "overrides", *sorted(keys, key=stage), "error"]
     csv_path, md_path = sweep_dir / "summary.csv", sweep_dir / "summary.md"
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)

@@ -120,6 +120,7 @@ class CharLMModule(TaskModuleBase):
     name = "charlm"
     monitor = ("val/loss", "min")
     metrics = ("loss", "bpc", "ppl")
+    unit = "chars"
 
     def __init__(
         self,
