@@ -105,6 +105,14 @@ def test_failed_single_run_removes_its_empty_directory(cfg_factory, tmp_path: Pa
     assert not run.exists() and tmp_path.is_dir()
 
 
+def test_remove_unused_run_dir_also_removes_the_empty_folders_above_it(tmp_path: Path) -> None:
+    assert remove_unused_run_dir(hydra_files(tmp_path / "outputs" / "charlm" / "runs" / "2026-01-01_00-00-00"))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["outputs"]
+    hydra_files(tmp_path / "outputs" / "charlm" / "runs" / "kept" / "checkpoints")
+    assert remove_unused_run_dir(hydra_files(tmp_path / "outputs" / "charlm" / "runs" / "failed"))
+    assert (tmp_path / "outputs" / "charlm" / "runs" / "kept").is_dir()
+
+
 def test_remove_unused_run_dir_keeps_anything_else(tmp_path: Path) -> None:
     assert remove_unused_run_dir(hydra_files(tmp_path / "a")) and not (tmp_path / "a").exists()
     kept = hydra_files(tmp_path / "b")

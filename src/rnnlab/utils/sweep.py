@@ -75,6 +75,12 @@ def remove_unused_run_dir(run_dir: str | Path | None) -> bool:
         elif path.exists():
             path.unlink()
     run_dir.rmdir()
+    # ... and, in the default layout <log_dir>/<task>/{runs,eval}/<time>, the two folders above it
+    # when they are now empty: a first failed try leaves no trace at all.
+    if run_dir.parent.name in ("runs", "eval"):
+        for parent in (run_dir.parent, run_dir.parent.parent):
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
     return True
 
 
