@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from conftest import TINY, run_script
-from rnnlab.nn import CELLS, LayerNormLSTMCell, LSTMCell, Recurrent, RecurrentCell, register_cell
+from rnnlab.nn import CELLS, LayerNormLSTMCell, LSTMCell, Recurrent, RecurrentCell, TorchRecurrent, register_cell
 from rnnlab.nn.cells.base import State
 
 
 def layernorm_lstm_reference(cell: LayerNormLSTMCell, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """Ba et al. 2016, eq. 20-22, written out again from the equations with F.layer_norm."""
+    """Ba et al. 2016's layer-normalised LSTM, written out again from its equations with F.layer_norm."""
     H = cell.hidden_size
     ln = lambda a, m: F.layer_norm(a, a.shape[-1:], m.weight, m.bias, m.eps)  # noqa: E731
     b = cell.bias_ih + cell.bias_hh
@@ -154,6 +154,23 @@ def test_a_registered_cell_runs_every_layer_feature(minimal_gated: type[Recurren
         Recurrent("no_such_cell", 3, 4)
 
 
+def test_registry_refuses_what_could_not_run() -> None:
+    before = dict(CELLS)
+    with pytest.raises(ValueError, match="letters, digits and _"):
+        register_cell("my cell")
+    with pytest.raises(TypeError, match="not a RecurrentCell subclass"):
+        register_cell("plain")(nn.LSTMCell)
+    with pytest.raises(TypeError, match="does not define `step`"):
+        register_cell("stepless")(type("Stepless", (RecurrentCell,), {}))
+    register_cell("lstm")(LSTMCell)  # the same class again (a module imported twice) is harmless
+    assert CELLS == before
+    for bad in (["lstm"], None, "LSTM"):
+        with pytest.raises(ValueError, match="cell must be one of"):
+            Recurrent(bad, 3, 4)
+    with pytest.raises(ValueError, match=r"cell must be one of \['gru', 'lstm', 'rnn'\].*layer=rnnlab"):
+        TorchRecurrent("layernorm_lstm", 3, 4)  # torch.nn has no such layer
+
+
 def test_a_subclass_that_changes_step_never_runs_its_parents_kernel() -> None:
     class Peephole(LSTMCell):  # any change to step: LSTMCell's kernel would compute the plain LSTM
         def step(self, xw_t: Tensor, state: State) -> tuple[Tensor, State]:
@@ -165,7 +182,7 @@ def test_a_subclass_that_changes_step_never_runs_its_parents_kernel() -> None:
 @pytest.mark.slow
 def test_layernorm_lstm_trains_from_train_py(tmp_path: Path, tiny_corpus: Path) -> None:
     done = run_script(
-        "train.py", "model=layernorm_lstm", f"task.data.path={tiny_corpus}", *TINY, "trainer.limit_train_batches=8",
+        "train.py", "task=charlm", "model=layernorm_lstm", f"task.data.path={tiny_corpus}", *TINY, "trainer.limit_train_batches=8",
         "logger=[]", f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert done.returncode == 0, done.stderr[-2000:]

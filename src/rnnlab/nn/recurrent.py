@@ -101,7 +101,7 @@ class Recurrent(nn.Module):
         **cell_kwargs,
     ) -> None:
         super().__init__()
-        if not (isinstance(cell, type) and issubclass(cell, RecurrentCell)) and cell not in CELLS:
+        if not (isinstance(cell, type) and issubclass(cell, RecurrentCell)) and not (isinstance(cell, str) and cell in CELLS):
             raise ValueError(
                 f"Recurrent: cell must be one of {sorted(CELLS)} (or a RecurrentCell subclass; register "
                 f"a name with rnnlab.nn.register_cell), got {cell!r}."

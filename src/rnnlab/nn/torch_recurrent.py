@@ -36,6 +36,11 @@ class TorchRecurrent(nn.Module):
         init: str = "uniform",
     ) -> None:
         super().__init__()
+        if not isinstance(cell, str) or cell not in _TORCH_CLASSES:  # e.g. layernorm_lstm: rnnlab's cells only
+            raise ValueError(
+                f"TorchRecurrent: cell must be one of {sorted(_TORCH_CLASSES)}, the cells torch.nn has a layer for, "
+                f"got {cell!r}; Recurrent (layer=rnnlab in a config) runs every registered cell."
+            )
         kwargs = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
         # Recurrent checks every argument; build one, weightless, for its checks (torch.nn warns itself).
         with torch.device("meta"), warnings.catch_warnings():

@@ -24,12 +24,20 @@ CELLS: dict[str, type[RecurrentCell]] = {}
 
 def register_cell(name: str) -> Callable[[type[RecurrentCell]], type[RecurrentCell]]:
     """Class decorator: make a RecurrentCell subclass buildable by `name`."""
+    if not isinstance(name, str) or not name.isidentifier():
+        # the name is also a config value (model.cell=<name>) and a file name (configs/model/<name>.yaml)
+        raise ValueError(f"register_cell({name!r}): the name must be a string of letters, digits and _, e.g. 'my_cell'.")
 
     def add(cls: type[RecurrentCell]) -> type[RecurrentCell]:
         if not (isinstance(cls, type) and issubclass(cls, RecurrentCell)):
-            raise TypeError(f"register_cell({name!r}): {cls!r} is not a RecurrentCell subclass.")
-        if CELLS.get(name, cls) is not cls:
-            raise ValueError(f"register_cell({name!r}): the name is taken by {CELLS[name].__qualname__}; pick another.")
+            raise TypeError(f"register_cell({name!r}): {cls!r} is not a RecurrentCell subclass; subclass rnnlab.nn.RecurrentCell.")
+        if cls.step is RecurrentCell.step:
+            raise TypeError(f"register_cell({name!r}): {cls.__qualname__} does not define `step`, the equations of one time step.")
+        if CELLS.get(name, cls) is not cls:  # the same class twice (a module imported again) is harmless
+            raise ValueError(
+                f"register_cell({name!r}): the name is taken by {CELLS[name].__module__}.{CELLS[name].__qualname__}; "
+                f"pick another name (or `del CELLS[{name!r}]` first to replace it on purpose)."
+            )
         CELLS[name] = cls
         return cls
 
@@ -40,7 +48,7 @@ def make_cell(cell: str | type[RecurrentCell], input_size: int, hidden_size: int
     """Build a cell by registered name (or from its class). Extra kwargs go to that cell's constructor."""
     if isinstance(cell, type) and issubclass(cell, RecurrentCell):
         return cell(input_size, hidden_size, **kwargs)
-    if cell not in CELLS:
+    if not isinstance(cell, str) or cell not in CELLS:
         raise ValueError(f"cell={cell!r} is not a known cell; choose one of {sorted(CELLS)} or register yours with register_cell.")
     return CELLS[cell](input_size, hidden_size, **kwargs)
 

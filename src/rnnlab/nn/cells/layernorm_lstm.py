@@ -1,4 +1,5 @@
-"""Layer-normalised LSTM (Ba, Kiros & Hinton 2016, "Layer Normalization", section 6.1 / eq. 20-22).
+"""Layer-normalised LSTM (Ba, Kiros & Hinton 2016, "Layer Normalization", arXiv:1607.06450: the LSTM
+of its supplementary material, which applies section 3.1, LN in recurrent networks, to each gate).
 
     (i, f, g, o) = LN(W h_{t-1}; α_h, β_h) + LN(U x_t; α_x, β_x) + b     each LN over all 4H gates
     c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g)
