@@ -4,12 +4,31 @@
     python predict.py ckpt_path=<run>/checkpoints/best.ckpt input_file=prompts.txt  # one input a line
     cat prompts.txt | python predict.py ckpt_path=<run>/checkpoints/best.ckpt       # stdin (or input=-)
     python predict.py ckpt_path=... input="ROMEO:" task.predict.length=300 task.predict.seed=1
+    python predict.py ckpt_path=<a sentiment run>/checkpoints/best.ckpt input="a gripping, funny film"
 
 Thin: Hydra composes configs/predict.yaml (which writes no output directory), rnnlab.predict does the work.
 """
 
+import re
+import sys
+
 import hydra
 from omegaconf import DictConfig
+
+
+def quote_input(argv: list[str]) -> list[str]:
+    """`argv` with each `input=<text>` written as Hydra's quoted string, so a sentence with commas,
+    brackets or quotes arrives as typed (unquoted, Hydra reads `input=a gripping, funny film` as a
+    list and stops). Hydra's quoting: `\\'` is a quote; backslashes before a quote or the end double."""
+    out = []
+    for arg in argv:
+        text = arg[len("input="):]
+        quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""  # the user quoted it for Hydra already
+        if arg.startswith("input=") and not quoted:
+            text = re.sub(r"(\\+)('|$)", lambda m: m.group(1) * 2 + m.group(2), text)
+            arg = "input='" + text.replace("'", "\\'") + "'"
+        out.append(arg)
+    return out
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="predict")
@@ -21,4 +40,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = quote_input(sys.argv)
     main()

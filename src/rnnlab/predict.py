@@ -2,7 +2,9 @@
 
 Inputs come from `input=` (one; `\\n` in it is a newline), `input_file=` (one a line), or stdin
 (`input=-`, or neither given while stdin is not a terminal). The task's own options are
-`task.predict.*` (configs/task/<task>.yaml); the module's `predict_text` does the work.
+`task.predict.*` (configs/task/<task>.yaml); the module's `predict_text` does the work. The
+checkpoint says which task it is; without task= on the command line, a checkpoint of another task
+than the config's default runs with its predict_text defaults.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from rnnlab.entry import plain, required
@@ -49,6 +52,13 @@ def read_inputs(cfg: DictConfig, stdin: TextIO | None = None) -> list[str]:
     return [unescape(given)]
 
 
+def task_chosen() -> bool:
+    """Whether the command line chose the task (task=... or a task.* override); True outside Hydra."""
+    if not HydraConfig.initialized():
+        return True
+    return any(o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] == "task" for o in HydraConfig.get().overrides.task)
+
+
 def predict(cfg: DictConfig, stdin: TextIO | None = None) -> list[tuple[str, str]]:
     """(input, output) for each input of `cfg`, the outputs from `cfg.ckpt_path`'s module."""
     quiet_known_warnings()
@@ -58,8 +68,11 @@ def predict(cfg: DictConfig, stdin: TextIO | None = None) -> list[tuple[str, str
     inputs = read_inputs(cfg, stdin)
     if not inputs:
         raise UserError("no input: the file or stdin held no lines.")
-    module = load_module(ckpt_path, expected=cfg.task.name).to(cfg.get("device", "cpu"))
-    options = plain(cfg.task.get("predict")) or {}
+    chosen = task_chosen()
+    # A checkpoint names its task: with no task= on the command line, that task's predict_text runs
+    # with its own defaults (the config's task.predict.* belong to the config's default task).
+    module = load_module(ckpt_path, expected=cfg.task.name if chosen else None, default=cfg.task.name).to(cfg.get("device", "cpu"))
+    options = (plain(cfg.task.get("predict")) or {}) if module.name == cfg.task.name else {}
     accepted = inspect.signature(module.predict_text).parameters
     unknown = sorted(set(options) - set(accepted))
     if unknown:

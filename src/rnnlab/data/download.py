@@ -3,7 +3,7 @@
 Every task names its files as `RemoteFile`s; `fetch` returns the local path, downloading only
 when the file is not there yet. The data directory is, in order: the value a config passes,
 `$RNNLAB_DATA_DIR`, `./data` (relative to the working directory). Machines without network keep
-a copy laid out the same way (`<data_dir>/tinyshakespeare/input.txt`) and point the variable at it.
+a copy laid out the same way (`<data_dir>/tinyshakespeare/input.txt`, `<data_dir>/sst2/train.tsv`) and point the variable at it.
 """
 
 from __future__ import annotations
@@ -43,6 +43,18 @@ TINY_SHAKESPEARE = RemoteFile(
     sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
     relpath="tinyshakespeare/input.txt",
 )
+
+# SST-2, the sentence-level binary Stanford Sentiment Treebank: GLUE's train and dev files and the
+# labelled test sentences, as TSVs in a public repository, pinned to a commit (the bytes never change).
+_SST2_COMMIT = "https://raw.githubusercontent.com/awake020/pytorch_Bert_sst2/54e22ca58a656750f474ec61ebccaf5ff596de96/SST-2"
+SST2: dict[str, RemoteFile] = {
+    name: RemoteFile(url=f"{_SST2_COMMIT}/{name}.tsv", sha256=sha, relpath=f"sst2/{name}.tsv")
+    for name, sha in [
+        ("train", "e981ceb4fe6c9acd1c79851d0d091b9e78103f1f2a399ca83dda27915d41c56c"),  # 67,349 sentences and phrases
+        ("dev", "84207e6be5873fb18db798cc6faec86871f5a426554650ff64a1c34e87665f6f"),  # 872
+        ("test", "fcd46f967b7b8efd8b5398481dadf873886298d092195167af907fd532e81e1c"),  # 1,821
+    ]
+}
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:

@@ -1,0 +1,134 @@
+"""Sentence classifier: embedding → encoder → dropout → linear, where the encoder is a recurrent
+layer with a pooling (`RecurrentEncoder`) or a fastText-style bag of words and bigrams (`BagOfNgrams`).
+
+Padding never changes a prediction: the recurrent layer gets the lengths (padded steps reach no
+state and output zero), every pooling masks the padded steps, and the bag averages real tokens
+only; so a sentence alone and the same sentence padded in a batch give the same logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from rnnlab.tasks.sentiment.text import PAD_ID
+
+POOLINGS = ("last", "mean", "max", "attention")
+ENCODERS = ("rnn", "bag")
+_BIGRAM_PRIME = 1_000_003  # bigram (a, b) hashes to (a·P + b) mod buckets: the same buckets on every run
+
+
+def length_mask(lengths: Tensor, steps: int) -> Tensor:
+    """(B, T) bool, True at the real steps t < lengths[b]."""
+    return torch.arange(steps, device=lengths.device) < lengths[:, None]
+
+
+class Pooling(nn.Module):
+    """One vector per sentence from the recurrent layer's outputs, padded steps left out.
+
+    Args:
+        kind: 'last' (forward direction at the last real step, backward direction at step 0: each
+            direction's final state), 'mean', 'max' (per feature), or 'attention' (a learned
+            weighted mean: score_t = v·tanh(W o_t + b), softmax over the real steps).
+        size: F, the features of each step (D·H).
+        num_directions: D (1 or 2); 'last' reads the halves of a bidirectional output apart.
+    """
+
+    def __init__(self, kind: str, size: int, num_directions: int = 1) -> None:
+        super().__init__()
+        self.kind, self.num_directions = kind, num_directions
+        if kind == "attention":
+            self.score = nn.Sequential(nn.Linear(size, size), nn.Tanh(), nn.Linear(size, 1, bias=False))
+
+    def forward(self, out: Tensor, lengths: Tensor) -> Tensor:
+        """out: (B, T, F), lengths: (B,) → (B, F)."""
+        mask = length_mask(lengths, out.size(1))  # (B, T)
+        if self.kind == "last":
+            rows = torch.arange(out.size(0), device=out.device)
+            last = out[rows, lengths - 1]  # (B, F): each sequence's last real step
+            if self.num_directions == 1:
+                return last
+            half = out.size(2) // 2  # backward direction: its final state is its output at t = 0
+            return torch.cat([last[:, :half], out[:, 0, half:]], 1)
+        if self.kind == "mean":
+            return (out * mask[..., None]).sum(1) / lengths[:, None].to(out.dtype)
+        if self.kind == "max":
+            return out.masked_fill(~mask[..., None], float("-inf")).amax(1)
+        scores = self.score(out).squeeze(2).masked_fill(~mask, float("-inf"))  # (B, T)
+        weights = scores.softmax(1)  # exactly 0 at padded steps
+        return (weights[..., None] * out).sum(1)
+
+
+class RecurrentEncoder(nn.Module):
+    """A recurrent layer over the embedded words, then a `Pooling`.
+
+    Args:
+        rnn: a layer from `rnnlab.tasks.settings.build_recurrent` (rnnlab's or torch.nn's, any cell).
+        pooling: one of POOLINGS.
+    """
+
+    def __init__(self, rnn: nn.Module, pooling: str) -> None:
+        super().__init__()
+        self.rnn = rnn
+        self.pool = Pooling(pooling, rnn.output_size, rnn.num_directions)
+        self.output_size = rnn.output_size
+
+    def forward(self, x: Tensor, emb: Tensor, lengths: Tensor) -> Tensor:
+        """x: (B, T) ids (unused), emb: (B, T, E), lengths: (B,) → (B, D·H)."""
+        out, _ = self.rnn(emb, lengths=lengths)
+        return self.pool(out, lengths)
+
+
+class BagOfNgrams(nn.Module):
+    """fastText's sentence vector (Joulin et al. 2017, "Bag of Tricks for Efficient Text
+    Classification"): the mean of the word embeddings and of hashed bigram embeddings. No order
+    beyond adjacent pairs: the baseline the recurrent encoders have to beat.
+
+    Args:
+        embedding_dim: E (the bigram embeddings have the words' size).
+        buckets: bigram hash buckets; 0: words only.
+    """
+
+    def __init__(self, embedding_dim: int, buckets: int) -> None:
+        super().__init__()
+        self.buckets = buckets
+        self.bigrams = nn.Embedding(buckets, embedding_dim) if buckets else None
+        self.output_size = embedding_dim
+
+    def forward(self, x: Tensor, emb: Tensor, lengths: Tensor) -> Tensor:
+        """x: (B, T) ids, emb: (B, T, E) their embeddings, lengths: (B,) → (B, E)."""
+        mask = length_mask(lengths, x.size(1))
+        total = (emb * mask[..., None]).sum(1)
+        count = lengths.to(emb.dtype)
+        if self.bigrams is not None and x.size(1) > 1:
+            pairs = (x[:, :-1] * _BIGRAM_PRIME + x[:, 1:]) % self.buckets  # (B, T-1)
+            real = mask[:, 1:]  # the pair (t, t+1) is real when t+1 is
+            total = total + (self.bigrams(pairs) * real[..., None]).sum(1)
+            count = count + (lengths - 1).to(emb.dtype)
+        return total / count[:, None]
+
+
+class SentimentClassifier(nn.Module):
+    """Class logits of padded sentences.
+
+    Args:
+        vocab_size: V (id 0 is padding: its embedding stays zero).
+        num_classes: C.
+        embedding_dim: E.
+        encoder: a `RecurrentEncoder` or `BagOfNgrams` (forward(x, emb, lengths) -> (B, output_size)).
+        dropout: on the sentence vector, before the classifier.
+        embedding_dropout: on the word embeddings, before the encoder.
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int, encoder: nn.Module, dropout: float = 0.0, embedding_dropout: float = 0.0) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        self.embed_drop = nn.Dropout(embedding_dropout)
+        self.encoder = encoder
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.output_size, num_classes)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """x: (B, T) ids, PAD_ID past each length; lengths: (B,) int64, each >= 1 → logits (B, C)."""
+        emb = self.embed_drop(self.embed(x))
+        return self.head(self.drop(self.encoder(x, emb, lengths)))

@@ -1,0 +1,279 @@
+"""Sentiment classification (many-to-one): the Lightning module around `SentimentClassifier`.
+
+Trains on `Batch(lengths, x, y)` with cross-entropy; logs loss, accuracy and macro-F1 per
+evaluation stage (torchmetrics; val/acc picks the best checkpoint); with TensorBoard, draws the
+validation confusion matrix and lists the most confidently misclassified validation sentences at
+every validation end of training; classifies raw text (`predict_text`). It meets the task contract
+(`rnnlab.tasks.contract`): its hyper-parameters, vocabulary, label names and tokeniser included,
+are plain values, so a checkpoint loads with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from rnnlab.tasks.common import TaskModuleBase
+from rnnlab.tasks.sentiment.data import Batch
+from rnnlab.tasks.sentiment.model import ENCODERS, POOLINGS, BagOfNgrams, RecurrentEncoder, SentimentClassifier
+from rnnlab.tasks.sentiment.report import Mistake, confusion_image, mistakes_markdown, worst
+from rnnlab.tasks.sentiment.text import Vocab, check_tokenizer, pad_batch, tokenize
+from rnnlab.tasks.settings import build_recurrent, layer_settings, optimizer_settings, scheduler_settings
+from rnnlab.utils.errors import UserError
+
+DEFAULT_OPTIMIZER = {"name": "adam", "lr": 1e-3}
+
+
+def _check(value: Any, key: str, ok: bool, want: str) -> None:
+    if not ok:
+        raise UserError(f"task.module.{key}={value!r}: must be {want}.")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_fraction(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+
+
+class SentimentModule(TaskModuleBase):
+    """Lightning wrapper: training, evaluation metrics, TensorBoard reports, prediction, checkpoints.
+
+    Args:
+        vocab: the words in id order (<pad>, <unk>, ...); from `SentimentDataModule.model_kwargs()`.
+        labels: the class names in id order; from the data module too.
+        model: the recurrent layer's plain settings (`rnnlab.tasks.settings.layer_settings`); built
+            with input_size=embedding_dim. Unused with encoder='bag'.
+        tokenizer, lowercase: how the data module made tokens; `predict_text` does the same.
+        encoder: 'rnn' (the recurrent layer of `model`, then `pooling`) or 'bag' (fastText-style
+            mean of word and bigram embeddings: the non-recurrent baseline).
+        pooling: 'last' | 'mean' | 'max' | 'attention' (encoder='rnn').
+        embedding_dim: E.
+        embedding_dropout: dropout on the word embeddings, in [0, 1).
+        dropout: dropout on the sentence vector before the classifier, in [0, 1).
+        bigram_buckets: hash buckets of the bag's bigram embeddings (0: words only).
+        optimizer: {"name": ..., **kwargs}; default Adam(lr=1e-3).
+        scheduler: None, or {"name": "warmup_cosine" | "constant", **kwargs}, stepped every step.
+        show_errors: misclassified validation sentences shown in TensorBoard at each validation end (0: none).
+    """
+
+    name = "sentiment"
+    monitor = ("val/acc", "max")
+    metrics = ("acc", "f1", "loss")
+    unit = "sentences"
+
+    def __init__(
+        self,
+        vocab: list[str],
+        labels: list[str],
+        model: dict[str, Any],
+        tokenizer: str = "words",
+        lowercase: bool = True,
+        encoder: str = "rnn",
+        pooling: str = "max",
+        embedding_dim: int = 128,
+        embedding_dropout: float = 0.0,
+        dropout: float = 0.0,
+        bigram_buckets: int = 65536,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        show_errors: int = 5,
+    ) -> None:
+        super().__init__()
+        _check(encoder, "encoder", encoder in ENCODERS, f"one of {ENCODERS} (rnn: the recurrent layer of model=; bag: the fastText-style baseline)")
+        _check(pooling, "pooling", pooling in POOLINGS, f"one of {POOLINGS}")
+        _check(embedding_dim, "embedding_dim", _is_int(embedding_dim) and embedding_dim > 0, "a positive integer (the size of a word's embedding, e.g. 128)")
+        _check(dropout, "dropout", _is_fraction(dropout), "a number in [0, 1) (the fraction of the sentence vector dropped in training)")
+        _check(embedding_dropout, "embedding_dropout", _is_fraction(embedding_dropout), "a number in [0, 1)")
+        _check(bigram_buckets, "bigram_buckets", _is_int(bigram_buckets) and bigram_buckets >= 0, "a non-negative integer (0: no bigrams)")
+        _check(show_errors, "show_errors", _is_int(show_errors) and show_errors >= 0, "a non-negative integer (0: none)")
+        check_tokenizer(tokenizer, lowercase, "task.module")
+        labels = [str(n) for n in labels]
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise UserError(f"labels={labels}: a classifier needs at least two distinct class names.")
+        # Normalised before save_hyperparameters reads them: checkpoints keep the plain forms only.
+        model = layer_settings(model)
+        if encoder == "rnn":
+            body: nn.Module = RecurrentEncoder(build_recurrent(model, embedding_dim), pooling)  # first: a bad model.* is named before a bad optimizer
+        else:
+            body = BagOfNgrams(embedding_dim, bigram_buckets)
+        optimizer = optimizer_settings(DEFAULT_OPTIMIZER if optimizer is None else optimizer)
+        scheduler = scheduler_settings(scheduler)
+        vocab = list(vocab)
+        self.save_hyperparameters(logger=False)  # to TensorBoard once, at the end, with the final metrics
+        self.vocab = Vocab(vocab)
+        self.labels = labels
+        self.net = SentimentClassifier(len(self.vocab), len(labels), embedding_dim, body, dropout, embedding_dropout)
+        C = len(labels)
+        # One set per stage: validation and test must never share accumulated counts.
+        self.stage_metrics = nn.ModuleDict({
+            stage: nn.ModuleDict({"acc": MulticlassAccuracy(C, average="micro"), "f1": MulticlassF1Score(C, average="macro"),
+                                  "confusion": MulticlassConfusionMatrix(C)})
+            for stage in ("val", "test")
+        })
+        self._loss_sum: Tensor | None = None
+        self._count: Tensor | None = None
+        self._mistakes: list[Mistake] = []
+
+    # ---- training --------------------------------------------------------------------------
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """x: (B, T) ids, lengths: (B,) → logits (B, C)."""
+        return self.net(x, lengths)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        lengths, x, y = batch
+        loss = F.cross_entropy(self.net(x, lengths), y)
+        self.log("train/loss", loss, prog_bar=True, batch_size=y.numel())
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=y.numel())
+        return loss
+
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None) -> None:
+        # Clip by norm ourselves: clip_grad_norm_ returns the pre-clip norm, so logging it is free.
+        if gradient_clip_algorithm is not None and gradient_clip_algorithm != "norm":
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        norm = nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val or math.inf)
+        self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+
+    # ---- evaluation ------------------------------------------------------------------------
+
+    def _eval_start(self) -> None:
+        self._loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._count = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._mistakes = []
+
+    def _eval_step(self, batch: Batch, stage: str) -> None:
+        lengths, x, y = batch
+        logits = self.net(x, lengths)
+        # Sums, not batch means: batches differ in size, and val/loss is the mean over every sentence.
+        self._loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        self._count += y.numel()
+        preds = logits.argmax(1)
+        for metric in self.stage_metrics[stage].values():
+            metric.update(preds, y)
+        if stage == "val" and self._reporting():
+            self._collect_mistakes(x, lengths, y, logits)
+
+    def _eval_end(self, stage: str) -> None:
+        metrics = self.stage_metrics[stage]
+        values = {f"{stage}/loss": (self._loss_sum / self._count.clamp(min=1)).float(),
+                  f"{stage}/acc": metrics["acc"].compute(), f"{stage}/f1": metrics["f1"].compute()}
+        self.log_dict(values, prog_bar=stage == "val")
+        if stage == "val" and self._reporting():
+            self._report(metrics["confusion"].compute())
+        for metric in metrics.values():
+            metric.reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_start()
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    # ---- TensorBoard: confusion matrix and mistakes ----------------------------------------
+
+    def _tensorboard(self) -> list[TensorBoardLogger]:
+        return [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+
+    def _reporting(self) -> bool:
+        """Whether this validation draws its report: while fitting (not eval.py), with TensorBoard."""
+        trainer = self._trainer
+        return trainer is not None and trainer.state.fn == "fit" and not trainer.sanity_checking and bool(self._tensorboard())
+
+    def _collect_mistakes(self, x: Tensor, lengths: Tensor, y: Tensor, logits: Tensor) -> None:
+        n = self.hparams.show_errors
+        if n == 0:
+            return
+        prob, pred = logits.detach().softmax(1).max(1)
+        wrong = (pred != y).nonzero().flatten().tolist()
+        found = [Mistake(tuple(self.vocab.decode(x[i, : lengths[i]])), self.labels[int(y[i])], self.labels[int(pred[i])], float(prob[i])) for i in wrong]
+        self._mistakes = worst(self._mistakes + found, n)  # keep only the n worst: memory stays small
+
+    def _report(self, confusion: Tensor) -> None:
+        step = self.global_step
+        image = confusion_image(confusion, self.labels, f"validation, step {step}")
+        for logger in self._tensorboard():
+            logger.experiment.add_image("val/confusion_matrix", image, step, dataformats="HWC")
+            if self.hparams.show_errors:
+                logger.experiment.add_text("val/misclassified", mistakes_markdown(self._mistakes), step)
+
+    # ---- prediction ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def predict_proba(self, inputs: Sequence[str], batch_size: int = 256) -> Tensor:
+        """Class probabilities of raw sentences: (len(inputs), C), in input order.
+
+        Raises UserError for an input with no tokens (nothing to classify), naming it by position.
+        """
+        _check(batch_size, "predict.batch_size", _is_int(batch_size) and batch_size > 0, "a positive integer")
+        ids = []
+        for i, text in enumerate(inputs):
+            tokens = tokenize(text, self.hparams.tokenizer, self.hparams.lowercase)
+            if not tokens:
+                raise UserError(f"input {i + 1} ({text!r}) has no tokens: nothing to classify. Remove the empty line.")
+            ids.append(self.vocab.encode(tokens))
+        was_training = self.training
+        self.eval()
+        probs = torch.empty(len(ids), len(self.labels))
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together: little padding
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            x, lengths = pad_batch([ids[i] for i in chunk])
+            probs[chunk] = self.net(x.to(self.device), lengths.to(self.device)).softmax(1).float().cpu()
+        self.train(was_training)
+        return probs
+
+    def predict_text(self, inputs: Sequence[str], all_labels: bool = False, batch_size: int = 256) -> list[str]:
+        """Each input's most likely label and its probability, e.g. "positive\\t0.934".
+
+        Args:
+            all_labels: also every label's probability, in label order ("...\\tnegative=0.066 positive=0.934").
+            batch_size: sentences per forward pass.
+        """
+        _check(all_labels, "predict.all_labels", isinstance(all_labels, bool), "true or false")
+        probs = self.predict_proba(inputs, batch_size)
+        out = []
+        for row in probs:
+            p, k = row.max(0)
+            line = f"{self.labels[int(k)]}\t{float(p):.3f}"
+            if all_labels:
+                line += "\t" + " ".join(f"{name}={float(q):.3f}" for name, q in zip(self.labels, row))
+            out.append(line)
+        return out
+
+    # ---- checkpoints -----------------------------------------------------------------------
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get("hyper_parameters", {})
+        for key, ours in (("vocab", self.vocab.words), ("labels", self.labels)):
+            if stored.get(key) is not None and list(stored[key]) != list(ours):
+                raise UserError(
+                    f"The checkpoint was trained with other {key} ({len(stored[key])} entries; this run's data gives "
+                    f"{len(ours)}): resume or evaluate it on the data it was trained on (the same task.data.* settings)."
+                )
+
+    def datamodule_kwargs(self) -> dict[str, Any]:
+        """What a data module needs from a trained model: its vocabulary, labels and tokeniser."""
+        return {"vocab": list(self.vocab.words), "label_names": list(self.labels),
+                "tokenizer": self.hparams.tokenizer, "lowercase": self.hparams.lowercase}

@@ -1,0 +1,203 @@
+"""Sentiment model and Lightning module: padding never changes a prediction (float64, every pooling,
+uni and bi, every encoder), pooling semantics, metrics, predictions, reports, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import CONFIG_DIR
+from rnnlab.tasks.contract import TaskDataModule, TaskModule
+from rnnlab.tasks.sentiment import SentimentDataModule, SentimentModule
+from rnnlab.tasks.sentiment.model import POOLINGS, Pooling
+from rnnlab.tasks.sentiment.report import Mistake, confusion_image, mistakes_markdown
+from rnnlab.tasks.sentiment.text import pad_batch
+from rnnlab.utils.errors import UserError
+from test_sentiment_data import make_reviews, write_csv
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy machine each op's thread hand-off costs ms."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+VOCAB = ["<pad>", "<unk>"] + [f"w{i}" for i in range(30)]
+LABELS = ["negative", "neutral", "positive"]
+
+
+def tiny_module(cell: str = "lstm", layer: str = "rnnlab", bidirectional: bool = False, num_layers: int = 2, **kwargs) -> SentimentModule:
+    model = {"layer": layer, "cell": cell, "hidden_size": 7, "num_layers": num_layers, "bidirectional": bidirectional}
+    return SentimentModule(vocab=VOCAB, labels=LABELS, model=model, embedding_dim=5, **kwargs)
+
+
+ENCODERS = [
+    pytest.param(dict(cell="lstm"), id="lstm"),
+    pytest.param(dict(cell="gru", num_layers=1), id="gru"),
+    pytest.param(dict(cell="rnn"), id="rnn"),
+    pytest.param(dict(cell="layernorm_lstm", num_layers=1), id="layernorm_lstm"),
+    pytest.param(dict(cell="lstm", layer="torch"), id="torch_lstm"),
+]
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_padding_never_changes_a_prediction(encoder: dict, pooling: str, bidirectional: bool) -> None:
+    torch.manual_seed(0)
+    module = tiny_module(**encoder, bidirectional=bidirectional, pooling=pooling).double().eval()
+    sentence = [5, 9, 2, 17]
+    longer = [[3, 4, 8, 11, 12, 13, 20, 2, 9], [7] * 12, [30, 31, 2, 2, 6, 6]]
+    alone = module(*pad_batch([sentence]))
+    for position in range(len(longer) + 1):  # the sentence anywhere in a batch of longer ones
+        batch = longer[:position] + [sentence] + longer[position:]
+        together = module(*pad_batch(batch))[position]
+        torch.testing.assert_close(together, alone[0], atol=1e-10, rtol=0)
+    if pooling in ("last", "mean"):  # the padding read as words changes these (max may keep its maxima): the test can fail
+        x, lengths = pad_batch([sentence, longer[1]])
+        assert not torch.allclose(module(x, torch.full_like(lengths, x.size(1)))[0], alone[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("buckets", [0, 97])
+def test_bag_baseline_ignores_padding_too(buckets: int) -> None:
+    torch.manual_seed(0)
+    module = tiny_module(encoder="bag", bigram_buckets=buckets).double().eval()
+    alone = module(*pad_batch([[5, 9, 2]]))
+    together = module(*pad_batch([[3, 4, 8, 11, 12, 13], [5, 9, 2], [7]]))[1]
+    torch.testing.assert_close(together, alone[0], atol=1e-10, rtol=0)
+    if buckets:  # bigrams see word order; words alone do not
+        assert not torch.allclose(module(*pad_batch([[9, 5, 2]])), alone)
+    else:
+        torch.testing.assert_close(module(*pad_batch([[9, 5, 2]])), alone, atol=1e-12, rtol=0)
+
+
+def test_bag_is_the_mean_of_word_and_bigram_embeddings() -> None:
+    torch.manual_seed(0)
+    module = tiny_module(encoder="bag", bigram_buckets=97).double()
+    x, lengths = pad_batch([[5, 9, 2]])
+    bag = module.net.encoder
+    emb = module.net.embed(x)
+    bigrams = bag.bigrams(torch.tensor([[(5 * 1_000_003 + 9) % 97, (9 * 1_000_003 + 2) % 97]]))
+    expected = (emb.sum(1) + bigrams.sum(1)) / 5  # 3 words + 2 bigrams
+    torch.testing.assert_close(bag(x, emb, lengths), expected)
+
+
+def test_last_pooling_is_each_directions_final_state() -> None:
+    torch.manual_seed(0)
+    module = tiny_module("gru", bidirectional=True, pooling="last").double()
+    rnn = module.net.encoder.rnn
+    x, lengths = pad_batch([[5, 9, 2, 4], [7, 3]])
+    out, h = rnn(module.net.embed(x), lengths=lengths)
+    pooled = module.net.encoder.pool(out, lengths)
+    torch.testing.assert_close(pooled, torch.cat([h[-2], h[-1]], 1))  # top layer: forward, backward
+
+
+def test_masked_poolings_by_hand() -> None:
+    out = torch.tensor([[[1.0, -2.0], [3.0, -4.0], [0.0, 0.0]]])  # one sentence of 2 steps, padded to 3
+    lengths = torch.tensor([2])
+    assert Pooling("mean", 2)(out, lengths).tolist() == [[2.0, -3.0]]
+    assert Pooling("max", 2)(out, lengths).tolist() == [[3.0, -2.0]]  # not 0 from the padding
+    assert Pooling("last", 2)(out, lengths).tolist() == [[3.0, -4.0]]
+    attention = Pooling("attention", 2)
+    weights = attention.score(out).squeeze(2)[:, :2].softmax(1)
+    torch.testing.assert_close(attention(out, lengths), (weights[..., None] * out[:, :2]).sum(1))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(encoder="cnn"), r"^task.module.encoder='cnn': must be one of \('rnn', 'bag'\)"),
+        (dict(pooling="sum"), r"^task.module.pooling='sum': must be one of \('last', 'mean', 'max', 'attention'\)"),
+        (dict(embedding_dim=0), r"^task.module.embedding_dim=0: must be a positive integer"),
+        (dict(dropout=1.0), r"^task.module.dropout=1.0: must be a number in \[0, 1\)"),
+        (dict(bigram_buckets=-1), r"^task.module.bigram_buckets=-1: must be a non-negative integer"),
+        (dict(model={"layer": "rnnlab", "cell": "lstm", "hidden_size": 0}), r"^model.hidden_size=0: Recurrent: hidden_size must be a positive integer"),
+        (dict(optimizer={"name": "adam", "lr": -1}), r"^task.module.optimizer.lr=-1: the learning rate must be a positive finite number"),
+        (dict(labels=["only"]), r"^labels=\['only'\]: a classifier needs at least two distinct class names"),
+    ],
+)
+def test_bad_module_settings(kwargs: dict, message: str) -> None:
+    base = dict(vocab=VOCAB, labels=LABELS, model={"layer": "rnnlab", "cell": "gru", "hidden_size": 4})
+    with pytest.raises(UserError, match=message):
+        SentimentModule(**{**base, **kwargs})
+
+
+def test_predict_text_gives_label_and_probability() -> None:
+    torch.manual_seed(0)
+    module = SentimentModule(vocab=["<pad>", "<unk>", "a", "gripping", ",", "funny", "film", "dull"], labels=LABELS,
+                             model={"layer": "rnnlab", "cell": "lstm", "hidden_size": 6})
+    inputs = ["A gripping, funny film", "dull", "Unseen words only!", "film film film film film film"]
+    lines = module.predict_text(inputs)
+    probs = module.predict_proba(inputs)
+    assert probs.shape == (4, 3) and torch.allclose(probs.sum(1), torch.ones(4))
+    for line, row in zip(lines, probs):
+        label, p = line.split("\t")
+        assert label == LABELS[int(row.argmax())] and p == f"{float(row.max()):.3f}"
+    assert module.predict_text(inputs, batch_size=1) == lines  # batching and its padding change nothing
+    full = module.predict_text(inputs[:1], all_labels=True)[0].split("\t")
+    assert full[:2] == lines[0].split("\t") and full[2].split() == [f"{n}={float(q):.3f}" for n, q in zip(LABELS, probs[0])]
+    assert module.training  # left as it was
+    with pytest.raises(UserError, match=r"input 2 \('  '\) has no tokens: nothing to classify"):
+        module.predict_text(["film", "  "])
+
+
+def test_confusion_image_and_mistakes_table() -> None:
+    image = confusion_image(torch.tensor([[5, 1, 0], [2, 7, 1], [0, 0, 9]]), LABELS, "val")
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and image.std() > 0
+    table = mistakes_markdown([Mistake(("a", "<unk>", "|", "film"), "negative", "positive", 0.91)])
+    assert table.splitlines()[-1] == "| negative | positive (0.91) | a &lt;unk&gt; \\| film |"
+
+
+def test_meets_the_contract_and_round_trips_a_checkpoint(tmp_path: Path) -> None:
+    dm = SentimentDataModule(path=str(write_csv(tmp_path / "d.csv", make_reviews(80))), batch_size=8)
+    dm.setup()
+    module = SentimentModule(model={"layer": "torch", "cell": "gru", "hidden_size": 6, "bidirectional": True}, pooling="attention", embedding_dim=4, **dm.model_kwargs())
+    assert isinstance(dm, TaskDataModule) and isinstance(module, TaskModule)
+    trainer = L.Trainer(max_steps=3, limit_val_batches=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=str(tmp_path), callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), filename="m")])
+    trainer.fit(module, datamodule=dm)
+    ckpt = tmp_path / "ckpt" / "m.ckpt"
+    stored = torch.load(ckpt, map_location="cpu", weights_only=True)  # plain values only
+    assert stored["rnnlab_task"] == "sentiment" and stored["hyper_parameters"]["labels"] == ["neg", "pos"]
+    restored = SentimentModule.from_checkpoint(ckpt)
+    assert not restored.training and restored.datamodule_kwargs()["label_names"] == ["neg", "pos"]
+    inputs = ["a good film , really !", "boring plot"]
+    assert restored.predict_text(inputs) == module.eval().predict_text(inputs)
+
+
+def test_validation_metrics_are_accuracy_and_macro_f1(tmp_path: Path) -> None:
+    dm = SentimentDataModule(path=str(write_csv(tmp_path / "d.csv", make_reviews(100))), batch_size=8, eval_batch_size=3)
+    dm.setup()
+    torch.manual_seed(0)
+    module = SentimentModule(model={"layer": "rnnlab", "cell": "gru", "hidden_size": 5}, embedding_dim=4, **dm.model_kwargs())
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))
+    (result,) = trainer.validate(module, datamodule=dm, verbose=False)
+    batches = [dm.splits["val"][list(range(len(dm.splits["val"])))]]
+    lengths, x, y = batches[0]
+    with torch.no_grad():
+        logits = module.eval()(x, lengths)
+    pred = logits.argmax(1)
+    f1 = []
+    for c in range(2):
+        tp, fp, fn = ((pred == c) & (y == c)).sum(), ((pred == c) & (y != c)).sum(), ((pred != c) & (y == c)).sum()
+        f1.append(float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0)
+    assert result["val/acc"] == pytest.approx(float((pred == y).float().mean()), abs=1e-6)
+    assert result["val/f1"] == pytest.approx(sum(f1) / 2, abs=1e-6)
+    assert result["val/loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)), abs=1e-5)  # a mean over sentences
+    assert SentimentModule.monitor == ("val/acc", "max")
+
+
+def test_config_predict_options_are_the_defaults() -> None:
+    # predict.py without task= runs a sentiment checkpoint with predict_text's defaults: they must be the config's.
+    import inspect
+
+    cfg = OmegaConf.load(CONFIG_DIR / "task" / "sentiment.yaml")
+    defaults = {k: p.default for k, p in inspect.signature(SentimentModule.predict_text).parameters.items() if k != "inputs" and k != "self"}
+    assert OmegaConf.to_container(cfg.predict) == defaults
