@@ -1,30 +1,56 @@
 """Custom cells vs torch.nn, side by side in one process.
 
-    .venv/bin/python scripts/bench_cells.py                 # CPU, both sizes, lstm gru rnn
-    .venv/bin/python scripts/bench_cells.py --device cuda   # custom vs cuDNN
+    .venv/bin/python scripts/bench_cells.py                      # CPU, all sizes, lstm gru rnn
+    .venv/bin/python scripts/bench_cells.py --contend torch:2    # idle, then beside a 2-thread training
+    .venv/bin/python scripts/bench_cells.py --contend spin:1     # ... beside one busy single-threaded process
+    .venv/bin/python scripts/bench_cells.py --memory             # peak memory of a training step
+    .venv/bin/python scripts/bench_cells.py --threads auto       # each size on the threads train.py picks
+    .venv/bin/python scripts/bench_cells.py --device cuda        # custom vs cuDNN
     .venv/bin/python scripts/bench_cells.py --sizes small --cells lstm --rounds 5
 
 For each case it alternates torch.nn and rnnlab (same weights, same input) for several rounds
 after a warm-up, and prints the median time of each in ms and the ratio rnnlab / torch.nn
 (below 1: rnnlab is faster). "train" is forward + backward of output.sum(); "forward" is
 forward only under no_grad. Timings on a shared machine drift: read ratios, not absolute ms.
+
+--contend KIND:N measures every case idle, then starts the competing load itself (spin: N busy
+Python processes; torch: one torch.nn.LSTM training with N threads), measures again, and prints
+each side's slowdown (contended / idle) beside the contended ratio. Sweeps run jobs side by side
+and laptops run other programs: a loop that needs every core at every step collapses there.
+
+--memory runs one training step at "charlm" size for each side in a fresh process and prints the
+peak resident memory the step adds (VmHWM after the step minus VmRSS before it; large blocks
+are mmapped, so freed memory leaves the count).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
 
 from rnnlab.nn import Recurrent
+from rnnlab.nn.threads import DEFAULT_THREADS, threads_for
 
 SIZES = {  # batch, time, input, hidden, layers
     "charlm": (64, 100, 128, 512, 2),
     "small": (32, 50, 128, 128, 1),
+    "tiny": (8, 32, 32, 32, 1),  # a char-LM smoke run: hidden 32, batch 8, bptt 32
 }
 TORCH = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+LOADS = {  # the competing process, as `python -c` code; {n} is N from --contend KIND:N
+    "spin": "while True: pass",
+    "torch": ("import torch\ntorch.set_num_threads({n})\nm = torch.nn.LSTM(128, 256, batch_first=True)\n"
+              "x = torch.randn(32, 50, 128)\nwhile True:\n    m(x)[0].sum().backward()"),
+}
 
 
 def sync(device: torch.device) -> None:
@@ -40,31 +66,117 @@ def timed(fn, device: torch.device) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def bench_case(cell: str, size: str, mode: str, rounds: int, device: torch.device) -> tuple[float, float]:
+def build(cell: str, size: str, device: torch.device, train: bool) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
+    """(torch.nn module, rnnlab module with the same weights, input (batch, time, input))."""
     B, T, I, H, L = SIZES[size]
     torch.manual_seed(0)
     ref = TORCH[cell](I, H, L, batch_first=True).to(device)
-    ours = Recurrent.from_torch(ref)
-    x = torch.randn(B, T, I, device=device, requires_grad=(mode == "train"))
+    return ref, Recurrent.from_torch(ref), torch.randn(B, T, I, device=device, requires_grad=train)
 
-    def run(module):
-        def go():
-            if mode == "train":
-                out, _ = module(x)
-                out.sum().backward()
-            else:
-                with torch.no_grad():
-                    module(x)
-        return go
 
-    fns = {"torch": run(ref), "rnnlab": run(ours)}
-    for fn in fns.values():  # warm-up: allocator, oneDNN primitive cache, cuDNN plans
-        fn(), fn()
+def step(module: torch.nn.Module, x: torch.Tensor, train: bool) -> None:
+    if train:
+        out, _ = module(x)
+        out.sum().backward()
+    else:
+        with torch.no_grad():
+            module(x)
+
+
+def bench_case(cell: str, size: str, mode: str, rounds: int, device: torch.device, threads: str = "all") -> tuple[float, float]:
+    """Median ms of (torch.nn, rnnlab) over `rounds` alternating rounds, both on `threads` CPU threads
+    (all: torch's default; auto: rnnlab.nn.threads's choice for this size, as train.py makes it)."""
+    train = mode == "train"
+    B, _, _, H, _ = SIZES[size]
+    count = {"all": DEFAULT_THREADS, "auto": threads_for(B, H, GATES[cell])}.get(threads) or int(threads)
+    torch.set_num_threads(count)
+    ref, ours, x = build(cell, size, device, train)
+    # Small cases repeat within a round, so that a round lasts long enough to time.
+    reps = max(1, round(20 / max(timed(lambda: step(ref, x, train), device), 1e-3)))
+    fns = {"torch": ref, "rnnlab": ours}
+    for m in fns.values():  # warm-up: allocator, oneDNN primitive cache, cuDNN plans
+        for _ in range(2 * reps):
+            step(m, x, train)
     times = {k: [] for k in fns}
     for _ in range(rounds):  # alternate so drift hits both alike
-        for k, fn in fns.items():
-            times[k].append(timed(fn, device))
+        for k, m in fns.items():
+            times[k].append(timed(lambda: [step(m, x, train) for _ in range(reps)], device) / reps)
     return statistics.median(times["torch"]), statistics.median(times["rnnlab"])
+
+
+def run_table(args, device: torch.device) -> dict[tuple[str, str, str], tuple[float, float]]:
+    print("| size | cell | mode | torch.nn ms | rnnlab ms | rnnlab / torch.nn |")
+    print("|---|---|---|---:|---:|---:|")
+    results = {}
+    for size in args.sizes:
+        for cell in args.cells:
+            for mode in args.modes:
+                t_ref, t_ours = results[size, cell, mode] = bench_case(cell, size, mode, args.rounds, device, args.threads)
+                print(f"| {size} | {cell} | {mode} | {t_ref:.2f} | {t_ours:.2f} | {t_ours / t_ref:.2f} |", flush=True)
+    return results
+
+
+def start_load(spec: str) -> list[subprocess.Popen]:
+    """Start the competing load `KIND:N` (see LOADS); returns the processes to stop."""
+    kind, _, n = spec.partition(":")
+    if kind not in LOADS or not n.isdigit() or int(n) < 1:
+        sys.exit(f"--contend {spec}: expected KIND:N with KIND one of {sorted(LOADS)} and N >= 1, e.g. torch:2 or spin:1")
+    count, code = (int(n), LOADS[kind]) if kind == "spin" else (1, LOADS[kind].format(n=int(n)))
+    env = dict(os.environ, OMP_NUM_THREADS=n) if kind == "torch" else os.environ
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(count)]
+    time.sleep(3)  # let it reach its steady state (torch import, warm-up)
+    return procs
+
+
+def contended(args, device: torch.device) -> None:
+    print("\n### idle")
+    idle = run_table(args, device)
+    procs = start_load(args.contend)
+    try:
+        print(f"\n### beside --contend {args.contend}")
+        busy = run_table(args, device)
+    finally:
+        for p in procs:
+            p.kill()
+    print(f"\n### slowdown under --contend {args.contend} (contended / idle; 2.0 = a fair share of the cores)")
+    print("| size | cell | mode | torch.nn | rnnlab | rnnlab / torch.nn, contended |")
+    print("|---|---|---|---:|---:|---:|")
+    for key, (t_ref, t_ours) in busy.items():
+        i_ref, i_ours = idle[key]
+        print(f"| {' | '.join(key)} | {t_ref / i_ref:.2f}x | {t_ours / i_ours:.2f}x | {t_ours / t_ref:.2f} |")
+
+
+def memory_child(side: str, cell: str, size: str) -> None:
+    """In a fresh process: the peak memory (MiB) one training step adds, printed as JSON."""
+    ref, ours, x = build(cell, size, torch.device("cpu"), train=True)
+    module = ref if side == "torch" else ours
+    step(module, x, True)  # warm-up: one-time allocations (kernels, caches) are not the step's
+    module.zero_grad(set_to_none=True)  # as a trainer does between steps
+    x.grad = None
+
+    def status(field: str) -> float:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
+
+    before = status("VmRSS:")
+    with open("/proc/self/clear_refs", "w") as f:  # "5": reset the peak (VmHWM) to the current RSS
+        f.write("5")
+    step(module, x, True)
+    print(json.dumps({"peak_mib": status("VmHWM:") - before}))
+
+
+def memory(args) -> None:
+    print("\n### peak memory of one training step (forward + backward), MiB above the resident set before it")
+    print("| size | cell | torch.nn MiB | rnnlab MiB | rnnlab / torch.nn |")
+    print("|---|---|---:|---:|---:|")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # large blocks mmapped: freed memory leaves RSS
+    for cell in args.cells:
+        peak = {}
+        for side in ("torch", "rnnlab"):
+            cmd = [sys.executable, __file__, "--memory-child", side, cell, "charlm"]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+            peak[side] = json.loads(out.strip().splitlines()[-1])["peak_mib"]
+        print(f"| charlm | {cell} | {peak['torch']:.0f} | {peak['rnnlab']:.0f} | {peak['rnnlab'] / peak['torch']:.2f} |", flush=True)
 
 
 def main() -> None:
@@ -74,17 +186,23 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["train", "forward"], choices=["train", "forward"])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", default="all", help="CPU threads for both sides: all (torch's default), auto "
+                        "(one where a step is small, as train.py's threads=auto), or a number")
+    parser.add_argument("--contend", metavar="KIND:N", help="also measure beside a competing load: spin:N or torch:N")
+    parser.add_argument("--memory", action="store_true", help="only measure the peak memory of a training step")
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        return memory_child(*args.memory_child)
+    if args.memory:
+        return memory(args)
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {DEFAULT_THREADS} threads, --threads {args.threads}"
     print(f"torch {torch.__version__} on {name}; median of {args.rounds} alternating rounds")
-    print(f"| size | cell | mode | torch.nn ms | rnnlab ms | rnnlab / torch.nn |")
-    print(f"|---|---|---|---:|---:|---:|")
-    for size in args.sizes:
-        for cell in args.cells:
-            for mode in args.modes:
-                t_ref, t_ours = bench_case(cell, size, mode, args.rounds, device)
-                print(f"| {size} | {cell} | {mode} | {t_ref:.1f} | {t_ours:.1f} | {t_ours / t_ref:.2f} |", flush=True)
+    if args.contend:
+        contended(args, device)
+    else:
+        run_table(args, device)
 
 
 if __name__ == "__main__":

@@ -110,3 +110,14 @@ def run_main(cfg):
     from rnnlab.train import main
 
     return run(main, cfg, run_dir=cfg.paths.output_dir)
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """train.py sets torch's thread count for its process (`threads: auto`); tests share one process."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

@@ -146,3 +146,19 @@ def test_a_sweeper_gets_the_tasks_monitored_metric(cfg_factory) -> None:
     value = main(cfg)
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert value == metrics["val/loss"] and "train/chars_per_sec" in metrics  # charlm's monitor and unit
+
+
+@pytest.mark.parametrize("debug", ["fast", "overfit"])
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_generic_configs_set_only_what_every_task_takes(task: str, debug: str, tmp_path: Path) -> None:
+    """debug/*, model/* and experiments meant for any task may set task.module keys only if the task's
+    module takes them (a charlm-only key in debug=fast stops task=sentiment before it starts)."""
+    import inspect
+
+    from conftest import compose_cfg
+
+    cfg = compose_cfg(tmp_path / "run", [f"task={task}", f"debug={debug}"], "train")
+    module = get_task(task).module
+    accepted = set(inspect.signature(module.__init__).parameters) - {"self"}
+    assert set(cfg.task.module) <= accepted, f"debug={debug} sets {sorted(set(cfg.task.module) - accepted)} on {module.__name__}"
+    OmegaConf.resolve(cfg.task)  # every interpolation resolves (model.dropout etc.)

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.entry import build_callbacks, build_loggers, build_trainer, construct, datamodule_kwargs, module_kwargs, plain
+from rnnlab.nn.threads import DEFAULT_THREADS, threads_for_model
 from rnnlab.tasks import get_task
 from rnnlab.tasks.common import checkpoint_task, load_checkpoint
 from rnnlab.tasks.settings import layer_settings
@@ -82,6 +84,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module = construct(task.module, {**module_kwargs(cfg), **sizes}, "task.module")
     if checkpoint is not None:
         check_checkpoint_fits(module, checkpoint, ckpt_path, sizes)
+    if cfg.trainer.get("accelerator") == "cpu":
+        set_threads(cfg.get("threads", "auto"), module, getattr(datamodule, "batch_size", None))
 
     trainer: L.Trainer = build_trainer(
         cfg.trainer, callbacks=build_callbacks(cfg.get("callbacks"), module.monitor), logger=build_loggers(cfg.get("logger")) or False
@@ -108,6 +112,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_metrics(cfg.paths.output_dir, metrics)
     log.info("final metrics: %s", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return metrics
+
+
+def set_threads(setting: Any, module: L.LightningModule, batch: int | None) -> int:
+    """Set torch's CPU thread count for this run and return it: `threads=auto` picks one thread where
+    a step of the model's recurrent layer is small (rnnlab.nn.threads), else leaves torch's count;
+    a number sets it."""
+    if setting == "auto":
+        threads = DEFAULT_THREADS if batch is None else threads_for_model(module, batch)
+    elif isinstance(setting, int) and not isinstance(setting, bool) and setting > 0:
+        threads = setting
+    else:
+        raise UserError(f"threads={setting!r}: expected auto (one thread where a recurrent step is small, else all) or a positive number of CPU threads, e.g. threads=2.")
+    if threads != torch.get_num_threads():
+        log.info("CPU threads: %d (threads=%s; torch's default is %d)", threads, setting, DEFAULT_THREADS)
+        torch.set_num_threads(threads)
+    return threads
 
 
 def final_metrics(trainer: L.Trainer, fit_seconds: float, monitor: str, checkpoint: Mapping[str, Any] | None = None) -> dict[str, float]:

@@ -186,7 +186,9 @@ class Recurrent(nn.Module):
         """`forward` for a tensor input laid out as `batch_first` says."""
         batched = self._check_input(x, batch_first)
         if batched:
-            x = x.transpose(0, 1) if batch_first else x  # time-major inside: (T, B, F)
+            # Time-major inside: (T, B, F). Copied here, where it is F wide, so that each layer's input
+            # projection comes out time-major and contiguous (not a 4H-wide copy later, per layer).
+            x = x.transpose(0, 1).contiguous() if batch_first else x
         elif lengths is not None:
             raise RecurrentInputError(
                 "Recurrent: lengths apply to a batch; an unbatched (time, features) input is one whole "

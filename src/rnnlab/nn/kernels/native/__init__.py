@@ -34,11 +34,15 @@ def _build():
         load(name="rnnlab_native", sources=[str(_SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
     finally:
         os.environ["PATH"] = path
+    from rnnlab.nn.threads import SERIAL_BELOW
+
+    torch.ops.rnnlab_native.set_serial_below(SERIAL_BELOW)
     return torch.ops.rnnlab_native
 
 
 def ops():
-    """torch.ops.rnnlab_native (lstm_forward, lstm_backward, gru_forward, gru_backward), or None."""
+    """torch.ops.rnnlab_native (lstm_forward, lstm_backward, gru_forward, gru_backward; set_serial_below,
+    runs_serial: the thread policy of rnnlab.nn.threads), or None."""
     if "ops" not in _state:
         _state["ops"] = None
         if os.environ.get("RNNLAB_NATIVE", "1") != "0":

@@ -12,6 +12,13 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <type_traits>
 #include <vector>
 
 using at::Tensor;
@@ -35,6 +42,132 @@ inline Vec<T> tanh(const Vec<T>& x) {
   const Vec<T> two(T(2));
   return two * sigmoid(two * x) - Vec<T>(T(1));
 }
+
+// ---------------------------------------------------------------- thread policy
+//
+// Each step is one (B, H) x (H, G) matmul and one pointwise pass, and the steps are sequential: a
+// parallel region per step is a barrier per step. Where a step is small the barrier costs more than
+// the second thread saves, and under CPU contention (another process on the cores) every barrier
+// waits for a descheduled thread: the loop collapses. So a loop whose per-step matmul is below
+// `serial_below` multiply-adds (B * G * H) runs on the calling thread alone: OpenMP and MKL are set
+// to one thread for this thread (their thread-local settings, not at::set_num_threads, which is
+// process-wide) and restored when the loop returns. Above it the matmul is split across torch's
+// threads. The threshold is rnnlab.nn.threads.SERIAL_BELOW, set at load (native/__init__.py).
+
+std::atomic<int64_t> serial_below{int64_t(1) << 20};
+
+bool serial_for(int64_t B, int64_t G, int64_t H) {
+  return B * G * H < serial_below.load(std::memory_order_relaxed);
+}
+
+// MKL keeps its own thread count (torch's BLAS on x86), which at::set_num_threads sets and OpenMP's
+// does not change. Its thread-local setter is declared weak: it resolves from libtorch_cpu (which
+// links MKL in) where torch was built with MKL, and is null elsewhere. Returns the previous local
+// value (0: none, follow the global one).
+extern "C" int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
+
+// One thread for OpenMP regions and MKL on this thread while alive (if `on`); restores both after.
+class SerialScope {
+ public:
+  explicit SerialScope(bool on) : on_(on) {
+    if (!on_) return;
+#ifdef _OPENMP
+    omp_threads_ = omp_get_max_threads();
+    omp_set_num_threads(1);
+#endif
+    if (MKL_Set_Num_Threads_Local) mkl_prev_ = MKL_Set_Num_Threads_Local(1);
+  }
+  ~SerialScope() {
+    if (!on_) return;
+#ifdef _OPENMP
+    omp_set_num_threads(omp_threads_);
+#endif
+    if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(mkl_prev_);
+  }
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+
+ private:
+  bool on_;
+  int omp_threads_ = 1;
+  int mkl_prev_ = 0;
+};
+
+// ---------------------------------------------------------------- the per-step matmul
+//
+// Every step multiplies by the same W_hh. A plain GEMM call re-packs W into its blocked layout at
+// every step (4 MB at the char-LM size, T times per sequence); MKL's packed GEMM packs it once per
+// sequence and each step only computes, which is what takes the LSTM to the matmul floor. So, in
+// order of preference: MKL's packed sgemm (float32), then BLAS's plain ?gemm (MKL on x86, via its
+// Fortran symbols; float64 has no packed form there), then at::mm over views of the same memory.
+// All are declared weak: a torch built without MKL (or without a BLAS exporting these) loads this
+// file and takes the next. Each call costs less than dispatching at::mm (tensors, dispatcher,
+// checks: a few µs, the whole step on small sizes).
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+// MKL's CBLAS packed GEMM; enums as ints: row-major 101, no-trans 111, trans 112, packed 151, matrix B 162.
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src,
+                      int ld, float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
+}
+std::atomic<bool> use_packed{true};  // set_packed(): compare with the plain GEMM (scripts/bench_cells.py --gemm)
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kMatrixB = 162;
+
+// C (B, N) = beta C + A (B, K) op(W), row-major, for one W over many steps (B fixed).
+// transposed: op(W) = Wᵀ with W (N, K) (the forward: gates = h W_hhᵀ); else op(W) = W with W (K, N)
+// (the backward: dh = dgates W_hh).
+template <typename T>
+class StepGemm {
+ public:
+  StepGemm(const Tensor& w, int64_t B, int64_t N, int64_t K, bool transposed)
+      : w_(w.data_ptr<T>()), B_(B), N_(N), K_(K), transposed_(transposed), options_(w.options()) {
+    const bool fits = std::max({B, N, K}) < (int64_t(1) << 31);
+    if constexpr (std::is_same_v<T, float>) {
+      if (use_packed && fits && B > 0 && N > 0 && K > 0 && cblas_sgemm_pack_get_size && cblas_sgemm_pack && cblas_sgemm_compute) {
+        const size_t bytes = cblas_sgemm_pack_get_size(kMatrixB, B, N, K);
+        packed_ = at::empty({int64_t((bytes + sizeof(float) - 1) / sizeof(float))}, options_);
+        cblas_sgemm_pack(kRowMajor, kMatrixB, transposed ? kTrans : kNoTrans, B, N, K, 1.0f, w_,
+                         transposed ? K : N, packed_.data_ptr<float>());
+      }
+    }
+    blas_ = fits && K > 0 && (std::is_same_v<T, float> ? sgemm_ != nullptr : dgemm_ != nullptr);
+  }
+
+  void operator()(const T* a, T* c, T beta) const {
+    if (B_ == 0 || N_ == 0) return;
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed_.defined()) {
+        cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, B_, N_, K_, a, K_, packed_.data_ptr<float>(), N_, beta, c, N_);
+        return;
+      }
+    }
+    if (blas_) {  // row-major C = A op(W) is column-major Cᵀ = op(W)ᵀ Aᵀ: swapped operands
+      const char ta = transposed_ ? 'T' : 'N', tb = 'N';
+      const int m = N_, n = B_, k = K_, ldw = transposed_ ? K_ : N_, lda = K_, ldc = N_;
+      const T one = 1;
+      if constexpr (std::is_same_v<T, float>) sgemm_(&ta, &tb, &m, &n, &k, &one, w_, &ldw, a, &lda, &beta, c, &ldc);
+      else dgemm_(&ta, &tb, &m, &n, &k, &one, w_, &ldw, a, &lda, &beta, c, &ldc);
+      return;
+    }
+    Tensor C = at::from_blob(c, {B_, N_}, options_), A = at::from_blob(const_cast<T*>(a), {B_, K_}, options_);
+    Tensor W = transposed_ ? at::from_blob(const_cast<T*>(w_), {N_, K_}, options_).t()
+                           : at::from_blob(const_cast<T*>(w_), {K_, N_}, options_);
+    if (beta == T(0)) at::mm_out(C, A, W);
+    else C.addmm_(A, W);
+  }
+
+ private:
+  const T* w_;
+  int64_t B_, N_, K_;
+  bool transposed_, blas_ = false;
+  at::TensorOptions options_;
+  Tensor packed_;
+};
 
 // Run f(row) for rows [0, B), split across threads only when a row range holds enough work.
 template <typename F>
@@ -88,25 +221,28 @@ void lstm_step(const T* x, T* gates, const T* c_prev, T* c_new, T* tanh_c, T* h_
 
 // xw: (T, B, 4H); returns hs (T+1, B, H) and cs (T+1, B, H) with the initial state in slot 0,
 // and, if keep, the activated gates (T, B, 4H) and tanh(c) (T, B, H) for the backward.
+// Steps walk raw pointers: no tensor (view) is made per step.
 std::vector<Tensor> lstm_forward(const Tensor& xw, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, bool keep) {
-  const int64_t T = xw.size(0), B = xw.size(1), H = xw.size(2) / 4;
+  TORCH_CHECK(xw.is_contiguous(), "lstm_forward: xw must be contiguous");
+  const int64_t T = xw.size(0), B = xw.size(1), H = xw.size(2) / 4, G = 4 * H;
+  SerialScope serial(serial_for(B, G, H));
+  const Tensor w = w_hh.contiguous();
   Tensor hs = at::empty({T + 1, B, H}, xw.options()), cs = at::empty({T + 1, B, H}, xw.options());
   hs[0].copy_(h0), cs[0].copy_(c0);
-  Tensor acts = keep ? at::empty_like(xw) : at::empty({B, 4 * H}, xw.options());
+  Tensor acts = keep ? at::empty_like(xw) : at::empty({B, G}, xw.options());  // U x_t + b is added in the pointwise pass
   Tensor tcs = at::empty({keep ? T : 0, B, H}, xw.options());  // tanh(c_t), kept for the backward
-  const Tensor w_t = w_hh.t();
-  // Views made once (unbind), not indexed per step: on small sizes each index is a measurable op.
-  const auto X = xw.unbind(0), Hs = hs.unbind(0), Cs = cs.unbind(0);
-  auto A = keep ? acts.unbind(0) : std::vector<Tensor>(T, acts);  // written: not const
-  const auto TC = keep ? tcs.unbind(0) : std::vector<Tensor>();
-  for (int64_t t = 0; t < T; ++t) {
-    at::mm_out(A[t], Hs[t], w_t);  // U x_t + b is added in the pointwise pass: no copy of it per step
-    AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "lstm_forward", [&] {
-      lstm_step<scalar_t>(X[t].data_ptr<scalar_t>(), A[t].data_ptr<scalar_t>(), Cs[t].data_ptr<scalar_t>(),
-                          Cs[t + 1].data_ptr<scalar_t>(), keep ? TC[t].data_ptr<scalar_t>() : nullptr,
-                          Hs[t + 1].data_ptr<scalar_t>(), B, H);
-    });
-  }
+  AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "lstm_forward", [&] {
+    using S = scalar_t;
+    const StepGemm<S> gates_of(w, B, G, H, /*transposed=*/true);  // W h_{t-1}
+    const S* x = xw.data_ptr<S>();
+    S *h = hs.data_ptr<S>(), *c = cs.data_ptr<S>(), *a = acts.data_ptr<S>(), *tc = keep ? tcs.data_ptr<S>() : nullptr;
+    for (int64_t t = 0; t < T; ++t) {
+      S* a_t = keep ? a + t * B * G : a;
+      gates_of(h + t * B * H, a_t, S(0));
+      lstm_step<S>(x + t * B * G, a_t, c + t * B * H, c + (t + 1) * B * H, tc ? tc + t * B * H : nullptr,
+                   h + (t + 1) * B * H, B, H);
+    }
+  });
   return {hs, cs, acts, tcs};
 }
 
@@ -132,22 +268,26 @@ void lstm_step_back(const T* acts, const T* c_prev, const T* tanh_c, const T* dh
   });
 }
 
-// Returns d(gates) (T, B, 4H), dh0, dc0. hs, cs: (T+1, B, H) from the forward.
+// Returns d(gates) (T, B, 4H), dh0, dc0. cs: (T+1, B, H) from the forward.
 std::vector<Tensor> lstm_backward(const Tensor& dhs, const Tensor& dcs, const Tensor& w_hh, const Tensor& acts,
                                   const Tensor& cs, const Tensor& tcs) {
-  const int64_t T = acts.size(0), B = acts.size(1), H = acts.size(2) / 4;
+  const int64_t T = acts.size(0), B = acts.size(1), H = acts.size(2) / 4, G = 4 * H;
+  SerialScope serial(serial_for(B, G, H));
+  const Tensor w = w_hh.contiguous(), dhs_c = dhs.contiguous(), dcs_c = dcs.contiguous();
   Tensor dgates = at::empty_like(acts);
   Tensor dh = at::zeros({B, H}, acts.options()), dc = at::zeros({B, H}, acts.options());
-  const auto A = acts.unbind(0), Cs = cs.unbind(0), TC = tcs.unbind(0), DH = dhs.unbind(0), DC = dcs.unbind(0),
-             DG = dgates.unbind(0);
-  for (int64_t t = T - 1; t >= 0; --t) {
-    AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "lstm_backward", [&] {
-      lstm_step_back<scalar_t>(A[t].data_ptr<scalar_t>(), Cs[t].data_ptr<scalar_t>(), TC[t].data_ptr<scalar_t>(),
-                               DH[t].data_ptr<scalar_t>(), DC[t].data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
-                               dc.data_ptr<scalar_t>(), DG[t].data_ptr<scalar_t>(), B, H);
-    });
-    at::mm_out(dh, DG[t], w_hh);  // to h_{t-1}
-  }
+  AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "lstm_backward", [&] {
+    using S = scalar_t;
+    const StepGemm<S> back_through_w(w, B, H, G, /*transposed=*/false);  // dgates W
+    const S *a = acts.data_ptr<S>(), *c = cs.data_ptr<S>(), *tc = tcs.data_ptr<S>();
+    const S *gh = dhs_c.data_ptr<S>(), *gc = dcs_c.data_ptr<S>();
+    S *d = dgates.data_ptr<S>(), *dhp = dh.data_ptr<S>(), *dcp = dc.data_ptr<S>();
+    for (int64_t t = T - 1; t >= 0; --t) {
+      lstm_step_back<S>(a + t * B * G, c + t * B * H, tc + t * B * H, gh + t * B * H, gc + t * B * H, dhp, dcp,
+                        d + t * B * G, B, H);
+      back_through_w(d + t * B * G, dhp, S(0));  // to h_{t-1}
+    }
+  });
   return {dgates, dh, dc};
 }
 
@@ -172,31 +312,35 @@ void gru_step(const T* x, const T* hw, const T* h_prev, T* rz, T* n_out, T* h_ne
 // (T, B, 3H), r|z (T, B, 2H) and n (T, B, H) for the backward.
 std::vector<Tensor> gru_forward(const Tensor& xw, const Tensor& h0, const Tensor& w_hh, const std::optional<Tensor>& b_hh,
                                 bool keep) {
-  const int64_t T = xw.size(0), B = xw.size(1), H = xw.size(2) / 3;
+  TORCH_CHECK(xw.is_contiguous(), "gru_forward: xw must be contiguous");
+  const int64_t T = xw.size(0), B = xw.size(1), H = xw.size(2) / 3, G = 3 * H;
+  SerialScope serial(serial_for(B, G, H));
+  const Tensor w = w_hh.contiguous();
+  const Tensor bias = b_hh.has_value() ? b_hh->contiguous() : Tensor();
   Tensor hs = at::empty({T + 1, B, H}, xw.options());
   hs[0].copy_(h0);
-  Tensor hw = keep ? at::empty_like(xw) : at::empty({B, 3 * H}, xw.options());
-  Tensor rz = keep ? at::empty({T, B, 2 * H}, xw.options()) : at::empty({B, 2 * H}, xw.options());
-  Tensor ns = keep ? at::empty({T, B, H}, xw.options()) : at::empty({B, H}, xw.options());
-  const Tensor w_t = w_hh.t();
-  const auto X = xw.unbind(0), Hs = hs.unbind(0);
-  auto HW = keep ? hw.unbind(0) : std::vector<Tensor>(T, hw);  // written: not const
-  const auto RZ = keep ? rz.unbind(0) : std::vector<Tensor>(T, rz);
-  const auto N = keep ? ns.unbind(0) : std::vector<Tensor>(T, ns);
-  for (int64_t t = 0; t < T; ++t) {
-    if (b_hh.has_value()) at::addmm_out(HW[t], *b_hh, Hs[t], w_t);
-    else at::mm_out(HW[t], Hs[t], w_t);
-    AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "gru_forward", [&] {
-      gru_step<scalar_t>(X[t].data_ptr<scalar_t>(), HW[t].data_ptr<scalar_t>(), Hs[t].data_ptr<scalar_t>(),
-                         RZ[t].data_ptr<scalar_t>(), N[t].data_ptr<scalar_t>(), Hs[t + 1].data_ptr<scalar_t>(), B, H);
-    });
-  }
+  Tensor hw = keep ? at::empty_like(xw) : at::empty({B, G}, xw.options());
+  Tensor rz = at::empty({keep ? T : 1, B, 2 * H}, xw.options()), ns = at::empty({keep ? T : 1, B, H}, xw.options());
+  AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "gru_forward", [&] {
+    using S = scalar_t;
+    const StepGemm<S> gates_of(w, B, G, H, /*transposed=*/true);  // W h_{t-1}
+    const S *x = xw.data_ptr<S>(), *bp = bias.defined() ? bias.data_ptr<S>() : nullptr;
+    S *h = hs.data_ptr<S>(), *hwp = hw.data_ptr<S>(), *rzp = rz.data_ptr<S>(), *np = ns.data_ptr<S>();
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t k = keep ? t : 0;
+      S* hw_t = hwp + k * B * G;
+      if (bp) for (int64_t b = 0; b < B; ++b) std::copy_n(bp, G, hw_t + b * G);  // W h + b_h: b_h first, beta 1
+      gates_of(h + t * B * H, hw_t, S(bp ? 1 : 0));
+      gru_step<S>(x + t * B * G, hw_t, h + t * B * H, rzp + k * B * 2 * H, np + k * B * H, h + (t + 1) * B * H, B, H);
+    }
+  });
+  if (!keep) rz = rz[0], ns = ns[0];
   return {hs, hw, rz, ns};
 }
 
 template <typename T>
-void gru_step_back(const T* hw, const T* rz, const T* n_in, const T* h_prev, const T* dh_out, const T* dh,
-                   T* dh_direct, T* dhw, T* dn_pre, int64_t B, int64_t H) {
+void gru_step_back(const T* hw, const T* rz, const T* n_in, const T* h_prev, const T* dh_out, T* dh, T* dhw,
+                   T* dn_pre, int64_t B, int64_t H) {
   const Vec<T> one(T(1));
   for_rows(B, 3 * H, [&](int64_t b) {
     const T *hwb = hw + b * 3 * H, *rzb = rz + b * 2 * H;
@@ -210,7 +354,7 @@ void gru_step_back(const T* hw, const T* rz, const T* n_in, const T* h_prev, con
       store(dh_t * ((load(h_prev + q + j, n) - c) * (z - z * z)), d + H + j, n);  // d z_pre
       store(d_n * r, d + 2 * H + j, n);                                       // d (W_n h + b_hn)
       store(d_n, dn_pre + q + j, n);
-      store(dh_t * z, dh_direct + q + j, n);  // to h_{t-1} directly through z
+      store(dh_t * z, dh + q + j, n);  // to h_{t-1} directly through z (in place: this element is read above)
     });
   });
 }
@@ -218,25 +362,44 @@ void gru_step_back(const T* hw, const T* rz, const T* n_in, const T* h_prev, con
 // Returns d(W h + b_h) (T, B, 3H), d n_pre (T, B, H), dh0. hs: (T+1, B, H) from the forward.
 std::vector<Tensor> gru_backward(const Tensor& dhs, const Tensor& w_hh, const Tensor& hw, const Tensor& rz,
                                  const Tensor& ns, const Tensor& hs) {
-  const int64_t T = hw.size(0), B = hw.size(1), H = hw.size(2) / 3;
+  const int64_t T = hw.size(0), B = hw.size(1), H = hw.size(2) / 3, G = 3 * H;
+  SerialScope serial(serial_for(B, G, H));
+  const Tensor w = w_hh.contiguous(), dhs_c = dhs.contiguous();
   Tensor dhw = at::empty_like(hw), dn = at::empty_like(ns);
-  Tensor dh = at::zeros({B, H}, hw.options()), direct = at::empty({B, H}, hw.options());
-  const auto HW = hw.unbind(0), RZ = rz.unbind(0), N = ns.unbind(0), Hs = hs.unbind(0), DH = dhs.unbind(0),
-             DHW = dhw.unbind(0), DN = dn.unbind(0);
-  for (int64_t t = T - 1; t >= 0; --t) {
-    AT_DISPATCH_FLOATING_TYPES(hw.scalar_type(), "gru_backward", [&] {
-      gru_step_back<scalar_t>(HW[t].data_ptr<scalar_t>(), RZ[t].data_ptr<scalar_t>(), N[t].data_ptr<scalar_t>(),
-                              Hs[t].data_ptr<scalar_t>(), DH[t].data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
-                              direct.data_ptr<scalar_t>(), DHW[t].data_ptr<scalar_t>(), DN[t].data_ptr<scalar_t>(), B, H);
-    });
-    at::addmm_out(dh, direct, DHW[t], w_hh);  // to h_{t-1}: through z, and through W
-  }
+  Tensor dh = at::zeros({B, H}, hw.options());
+  AT_DISPATCH_FLOATING_TYPES(hw.scalar_type(), "gru_backward", [&] {
+    using S = scalar_t;
+    const S *hwp = hw.data_ptr<S>(), *rzp = rz.data_ptr<S>(), *np = ns.data_ptr<S>(), *h = hs.data_ptr<S>();
+    const StepGemm<S> back_through_w(w, B, H, G, /*transposed=*/false);  // dhw W
+    const S* gh = dhs_c.data_ptr<S>();
+    S *d = dhw.data_ptr<S>(), *dnp = dn.data_ptr<S>(), *dhp = dh.data_ptr<S>();
+    for (int64_t t = T - 1; t >= 0; --t) {
+      gru_step_back<S>(hwp + t * B * G, rzp + t * B * 2 * H, np + t * B * H, h + t * B * H, gh + t * B * H, dhp,
+                       d + t * B * G, dnp + t * B * H, B, H);
+      back_through_w(d + t * B * G, dhp, S(1));  // to h_{t-1}: through z (above), and through W
+    }
+  });
   return {dhw, dn, dh};
 }
+
+// Sets the threshold (multiply-adds of one step's matmul) below which loops run serially; returns the
+// previous one. A negative value only reads it.
+int64_t set_serial_below(int64_t n) {
+  return n < 0 ? serial_below.load() : serial_below.exchange(n);
+}
+
+bool runs_serial(int64_t B, int64_t G, int64_t H) { return serial_for(B, G, H); }
+
+// Whether float32 loops use MKL's packed GEMM where it exists (default) or the plain one; returns the
+// previous setting.
+bool set_packed(bool on) { return use_packed.exchange(on); }
 
 }  // namespace
 
 TORCH_LIBRARY(rnnlab_native, m) {
+  m.def("set_serial_below", &set_serial_below);
+  m.def("runs_serial", &runs_serial);
+  m.def("set_packed", &set_packed);
   m.def("lstm_forward", &lstm_forward);
   m.def("lstm_backward", &lstm_backward);
   m.def("gru_forward", &gru_forward);
