@@ -4,6 +4,7 @@
     .venv/bin/python scripts/bench_cells.py --contend torch:2    # idle, then beside a 2-thread training
     .venv/bin/python scripts/bench_cells.py --contend spin:1     # ... beside one busy single-threaded process
     .venv/bin/python scripts/bench_cells.py --memory             # peak memory of a training step
+    .venv/bin/python scripts/bench_cells.py --profile            # the LSTM forward's GEMM floor vs the rest
     .venv/bin/python scripts/bench_cells.py --threads auto       # each size on the threads train.py picks
     .venv/bin/python scripts/bench_cells.py --device cuda        # custom vs cuDNN
     .venv/bin/python scripts/bench_cells.py --sizes small --cells lstm --rounds 5
@@ -146,6 +147,51 @@ def contended(args, device: torch.device) -> None:
         print(f"| {' | '.join(key)} | {t_ref / i_ref:.2f}x | {t_ours / i_ours:.2f}x | {t_ours / t_ref:.2f} |")
 
 
+def profile(args) -> None:
+    """Where rnnlab's LSTM forward at "charlm" size spends its time, beside torch.nn's, in alternating
+    rounds: the GEMMs alone (every layer's input projection, one batched GEMM; the T per-step
+    (B, H) x (H, 4H) products, each a BLAS call as the loop makes them) and what remains (the
+    pointwise passes, copies, overhead). The GEMMs are the floor any loop of them has."""
+    B, T, I, H, L = SIZES["charlm"]
+    ref, ours, x = build("lstm", "charlm", torch.device("cpu"), train=False)
+    cells = ours.cells
+    inputs = [torch.randn(T, B, I), *[torch.randn(T, B, H) for _ in range(L - 1)]]
+    h = torch.randn(B, H)
+    gates = torch.empty(B, 4 * H)
+
+    def projections():
+        for cell, inp in zip(cells, inputs):
+            cell.project_input(inp)
+
+    def step_gemms():
+        for cell in cells:
+            w_t = cell.weight_hh.t()
+            for _ in range(T):
+                torch.mm(h, w_t, out=gates)
+
+    parts = {"torch.nn forward": lambda: ref(x), "rnnlab forward": lambda: ours(x),
+             "input projections": projections, "per-step GEMMs": step_gemms}
+    times = {k: [] for k in parts}
+    with torch.no_grad():
+        for fn in parts.values():
+            fn()
+        for _ in range(args.rounds):
+            for k, fn in parts.items():
+                times[k].append(timed(fn, torch.device("cpu")))
+    t = {k: statistics.median(v) for k, v in times.items()}
+    flops = {"input projections": 2 * T * B * 4 * H * (I + (L - 1) * H), "per-step GEMMs": 2 * L * T * B * H * 4 * H}
+    floor = t["input projections"] + t["per-step GEMMs"]
+    print(f"\n### LSTM forward at charlm size (B {B}, T {T}, I {I}, H {H}, {L} layers), median of {args.rounds} alternating rounds")
+    print("| part | ms | GFLOP/s |")
+    print("|---|---:|---:|")
+    for k in ("input projections", "per-step GEMMs"):
+        print(f"| {k} | {t[k]:.0f} | {flops[k] / t[k] / 1e6:.0f} |")
+    print(f"| GEMM floor (the two above) | {floor:.0f} | {sum(flops.values()) / floor / 1e6:.0f} |")
+    print(f"| rnnlab forward | {t['rnnlab forward']:.0f} | {sum(flops.values()) / t['rnnlab forward'] / 1e6:.0f} |")
+    print(f"| ... of which pointwise, copies, overhead | {t['rnnlab forward'] - floor:.0f} | |")
+    print(f"| torch.nn forward (oneDNN) | {t['torch.nn forward']:.0f} | {sum(flops.values()) / t['torch.nn forward'] / 1e6:.0f} |")
+
+
 def memory_child(side: str, cell: str, size: str) -> None:
     """In a fresh process: the peak memory (MiB) one training step adds, printed as JSON."""
     ref, ours, x = build(cell, size, torch.device("cpu"), train=True)
@@ -190,12 +236,15 @@ def main() -> None:
                         "(one where a step is small, as train.py's threads=auto), or a number")
     parser.add_argument("--contend", metavar="KIND:N", help="also measure beside a competing load: spin:N or torch:N")
     parser.add_argument("--memory", action="store_true", help="only measure the peak memory of a training step")
+    parser.add_argument("--profile", action="store_true", help="only the LSTM forward's time split at charlm size")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         return memory_child(*args.memory_child)
     if args.memory:
         return memory(args)
+    if args.profile:
+        return profile(args)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {DEFAULT_THREADS} threads, --threads {args.threads}"
     print(f"torch {torch.__version__} on {name}; median of {args.rounds} alternating rounds")

@@ -95,30 +95,20 @@ class SerialScope {
 
 // ---------------------------------------------------------------- the per-step matmul
 //
-// Every step multiplies by the same W_hh. A plain GEMM call re-packs W into its blocked layout at
-// every step (4 MB at the char-LM size, T times per sequence); MKL's packed GEMM packs it once per
-// sequence and each step only computes, which is what takes the LSTM to the matmul floor. So, in
-// order of preference: MKL's packed sgemm (float32), then BLAS's plain ?gemm (MKL on x86, via its
-// Fortran symbols; float64 has no packed form there), then at::mm over views of the same memory.
-// All are declared weak: a torch built without MKL (or without a BLAS exporting these) loads this
-// file and takes the next. Each call costs less than dispatching at::mm (tensors, dispatcher,
-// checks: a few µs, the whole step on small sizes).
+// Each step's matmul calls BLAS directly where torch links one that exports the Fortran symbols
+// (MKL on x86: sgemm_ / dgemm_, LP64), else at::mm over views of the same memory: on small sizes
+// dispatching at::mm (tensors, dispatcher, checks: a few µs) costs more than the matmul. The symbols
+// are declared weak, so a torch built without them loads this file and takes at::mm.
+// (MKL's packed GEMM, which packs W once per sequence instead of at every step, was measured here
+// at the char-LM size: no faster than the plain call, so it is not used.)
 extern "C" {
 void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
             const float*, const int*, const float*, float*, const int*) __attribute__((weak));
 void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
             const double*, const int*, const double*, double*, const int*) __attribute__((weak));
-// MKL's CBLAS packed GEMM; enums as ints: row-major 101, no-trans 111, trans 112, packed 151, matrix B 162.
-size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
-void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src,
-                      int ld, float* dest) __attribute__((weak));
-void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
-                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
 }
-std::atomic<bool> use_packed{true};  // set_packed(): compare with the plain GEMM (scripts/bench_cells.py --gemm)
-constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kMatrixB = 162;
 
-// C (B, N) = beta C + A (B, K) op(W), row-major, for one W over many steps (B fixed).
+// C (B, N) = beta C + A (B, K) op(W), row-major, for one W over many steps.
 // transposed: op(W) = Wᵀ with W (N, K) (the forward: gates = h W_hhᵀ); else op(W) = W with W (K, N)
 // (the backward: dh = dgates W_hh).
 template <typename T>
@@ -127,25 +117,11 @@ class StepGemm {
   StepGemm(const Tensor& w, int64_t B, int64_t N, int64_t K, bool transposed)
       : w_(w.data_ptr<T>()), B_(B), N_(N), K_(K), transposed_(transposed), options_(w.options()) {
     const bool fits = std::max({B, N, K}) < (int64_t(1) << 31);
-    if constexpr (std::is_same_v<T, float>) {
-      if (use_packed && fits && B > 0 && N > 0 && K > 0 && cblas_sgemm_pack_get_size && cblas_sgemm_pack && cblas_sgemm_compute) {
-        const size_t bytes = cblas_sgemm_pack_get_size(kMatrixB, B, N, K);
-        packed_ = at::empty({int64_t((bytes + sizeof(float) - 1) / sizeof(float))}, options_);
-        cblas_sgemm_pack(kRowMajor, kMatrixB, transposed ? kTrans : kNoTrans, B, N, K, 1.0f, w_,
-                         transposed ? K : N, packed_.data_ptr<float>());
-      }
-    }
     blas_ = fits && K > 0 && (std::is_same_v<T, float> ? sgemm_ != nullptr : dgemm_ != nullptr);
   }
 
   void operator()(const T* a, T* c, T beta) const {
     if (B_ == 0 || N_ == 0) return;
-    if constexpr (std::is_same_v<T, float>) {
-      if (packed_.defined()) {
-        cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, B_, N_, K_, a, K_, packed_.data_ptr<float>(), N_, beta, c, N_);
-        return;
-      }
-    }
     if (blas_) {  // row-major C = A op(W) is column-major Cᵀ = op(W)ᵀ Aᵀ: swapped operands
       const char ta = transposed_ ? 'T' : 'N', tb = 'N';
       const int m = N_, n = B_, k = K_, ldw = transposed_ ? K_ : N_, lda = K_, ldc = N_;
@@ -166,7 +142,6 @@ class StepGemm {
   int64_t B_, N_, K_;
   bool transposed_, blas_ = false;
   at::TensorOptions options_;
-  Tensor packed_;
 };
 
 // Run f(row) for rows [0, B), split across threads only when a row range holds enough work.
@@ -390,16 +365,12 @@ int64_t set_serial_below(int64_t n) {
 
 bool runs_serial(int64_t B, int64_t G, int64_t H) { return serial_for(B, G, H); }
 
-// Whether float32 loops use MKL's packed GEMM where it exists (default) or the plain one; returns the
-// previous setting.
-bool set_packed(bool on) { return use_packed.exchange(on); }
 
 }  // namespace
 
 TORCH_LIBRARY(rnnlab_native, m) {
   m.def("set_serial_below", &set_serial_below);
   m.def("runs_serial", &runs_serial);
-  m.def("set_packed", &set_packed);
   m.def("lstm_forward", &lstm_forward);
   m.def("lstm_backward", &lstm_backward);
   m.def("gru_forward", &gru_forward);
