@@ -80,6 +80,7 @@ def corrupt(tmp_path: Path, tiny_run: tuple[Path, dict]) -> dict[str, Path]:
     return {name: tmp_path / f"{name}.ckpt" for name in [*files, "code"]}
 
 
+@pytest.mark.slow
 def test_a_corrupt_checkpoint_never_advises_weights_only_false(cfg_factory, corrupt: dict[str, Path], tmp_path: Path) -> None:
     for name, path in corrupt.items():
         calls = {

@@ -73,6 +73,7 @@ def test_layernorm_lstm_init_and_kernel() -> None:
     assert torch.allclose(orthogonal.weight_hh[:4] @ orthogonal.weight_hh[:4].T, torch.eye(4), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_layernorm_lstm_gradcheck() -> None:
     torch.manual_seed(2)
     cell = randomise(LayerNormLSTMCell(3, 4)).double()

@@ -54,6 +54,7 @@ def weighted_sum(out, state):
     return total
 
 
+@pytest.mark.slow
 # ---- 1. double backward ----
 @pytest.mark.parametrize("path", ["native", "python"])
 def test_kernels_gradgradcheck(path, pair):
@@ -83,7 +84,8 @@ def test_kernels_gradgradcheck(path, pair):
         assert torch.autograd.gradgradcheck(kernel, inputs)
 
 
-@pytest.mark.parametrize("path", PATHS)
+# The native path in the quick run (pytest -m "not slow"); the other two in the full one.
+@pytest.mark.parametrize("path", [p if p == "native" else pytest.param(p, marks=pytest.mark.slow) for p in PATHS])
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_layer_gradgradcheck(cell, path, pair):
     """The whole layer (2 layers, both directions, padding) in its input, initial state and weights."""

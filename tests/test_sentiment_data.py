@@ -191,6 +191,7 @@ def test_real_class_files_rt_polarity() -> None:
     assert dm.label_names == ["positive", "negative"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SST2 / "train.tsv").is_file(), reason="no local copy of SST-2")
 def test_sst2_by_default() -> None:
     dm = SentimentDataModule(data_dir=str(SHARED_DATA))

@@ -75,6 +75,7 @@ def test_baseline_and_bidirectional_train(tmp_path: Path, reviews: Path, options
     assert metrics["step"] == 3 and math.isfinite(metrics["test/acc"])
 
 
+@pytest.mark.slow
 def test_run_learns_and_writes_its_reports(sentiment_run: tuple[Path, dict]) -> None:
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
@@ -172,6 +173,7 @@ def test_command_line_train_then_predict(tmp_path: Path, reviews: Path) -> None:
     assert not (tmp_path / "bad_run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "sst2" / "train.tsv").is_file(), reason="no local copy of SST-2")
 def test_sst2_trains_by_default(tmp_path: Path) -> None:
     overrides = ["task=sentiment", f"paths.data_dir={SHARED_DATA}", *TINY[1:], "trainer.limit_train_batches=20", "trainer.limit_test_batches=2", "logger=[]", "callbacks.model_checkpoint=null"]

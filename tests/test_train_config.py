@@ -96,6 +96,7 @@ def test_eval_and_predict_configs_resolve(entry: str) -> None:
     assert resolved.task.module.dropout == 0.0 and resolved.ckpt_path == "x.ckpt"
 
 
+@pytest.mark.slow
 def test_help_lists_the_groups_and_options() -> None:
     done = run_script("train.py", "--help")
     assert done.returncode == 0, done.stderr

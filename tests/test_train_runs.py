@@ -33,6 +33,7 @@ def test_random_windows_train(cfg_factory) -> None:
     assert math.isfinite(metrics["val/loss"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(cfg_factory) -> None:
     # Dropout and random windows both draw random numbers: the seed must cover them.
     args = ("task.data.windows=random", "model.dropout=0.3", "model.num_layers=2", "trainer.max_steps=12", "logger=[]", "callbacks.model_checkpoint=null", "+trainer.enable_checkpointing=false")
@@ -206,6 +207,7 @@ def test_eval_command_line(tmp_path: Path, tiny_run: tuple[Path, dict], tiny_cor
     assert json.loads((run / "metrics.json").read_text())["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_plot_runs_writes_a_png(tmp_path: Path, tiny_run: tuple[Path, dict]) -> None:
     out, _ = tiny_run
     png = tmp_path / "plot.png"

@@ -18,8 +18,10 @@ import os
 import torch
 from torch import nn
 
-# Multiply-adds of one step's matmul (batch * gates·H * H) below which one thread is faster; set by
-# measurement (scripts/bench_cells.py --sizes tiny small --threads 1 and --threads all).
+# Multiply-adds of one step's matmul (batch * gates·H * H) below which a run takes one thread. Measured
+# on 2 cores (scripts/bench_cells.py --threads 1 vs all, and train.py): the tiny char-LM run
+# (8 x 128 x 32 = 3e4) trains as fast on one thread as on two when idle, and 15x faster beside another
+# training; "small" (32 x 512 x 128 = 2e6) is 1.7x slower on one thread. RNNLAB_SERIAL_BELOW overrides it.
 SERIAL_BELOW = int(os.environ.get("RNNLAB_SERIAL_BELOW", 1 << 20))
 
 # torch's own count at import (OMP_NUM_THREADS, else the cores): "all threads", even after a run in this
