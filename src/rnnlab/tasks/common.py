@@ -5,6 +5,7 @@ a task module is built from plain values, in a notebook as in train.py."""
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any, ClassVar, TypeVar
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rnnlab.tasks.settings import build_optimization
 from rnnlab.utils.errors import UserError
@@ -70,7 +71,8 @@ def checkpoint_task(checkpoint: Mapping[str, Any]) -> str | None:
 
 
 class TaskModuleBase(L.LightningModule):
-    """What every task module shares: its name in checkpoints, `from_checkpoint`, the optimizer.
+    """What every task module shares: its name in checkpoints, `from_checkpoint`, the optimizer, and
+    gradient clipping that logs `train/grad_norm`.
 
     Subclasses set `name`, `monitor` and `metrics`, store their plain constructor arguments with
     `save_hyperparameters` (including `optimizer` and `scheduler` settings, see
@@ -83,6 +85,14 @@ class TaskModuleBase(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         return build_optimization(self.parameters(), self.hparams.optimizer, self.hparams.scheduler, self.trainer.estimated_stepping_batches)
+
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None) -> None:
+        # Clip by norm ourselves: clip_grad_norm_ returns the pre-clip norm, so logging it is free.
+        if gradient_clip_algorithm is not None and gradient_clip_algorithm != "norm":
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        norm = nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val or math.inf)
+        self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[TASK_KEY] = self.name  # so predict.py / eval.py find the task from the file alone

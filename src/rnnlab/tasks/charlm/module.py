@@ -172,14 +172,6 @@ class CharLMModule(TaskModuleBase):
     def on_train_epoch_start(self) -> None:
         self._train_state = None  # the data also says reset at window 0; this covers resumed epochs
 
-    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None) -> None:
-        # Clip by norm ourselves: clip_grad_norm_ returns the pre-clip norm, so logging it is free.
-        if gradient_clip_algorithm is not None and gradient_clip_algorithm != "norm":
-            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-            return
-        norm = nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val or math.inf)
-        self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
-
     # ---- evaluation: the mean over every target of the split, with the state carried -------
 
     def _eval_start(self) -> None:

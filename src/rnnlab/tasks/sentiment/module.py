@@ -10,7 +10,6 @@ are plain values, so a checkpoint loads with `weights_only=True`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -135,14 +134,6 @@ class SentimentModule(TaskModuleBase):
         self.log("train/loss", loss, prog_bar=True, batch_size=y.numel())
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=y.numel())
         return loss
-
-    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None) -> None:
-        # Clip by norm ourselves: clip_grad_norm_ returns the pre-clip norm, so logging it is free.
-        if gradient_clip_algorithm is not None and gradient_clip_algorithm != "norm":
-            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-            return
-        norm = nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val or math.inf)
-        self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
 
     # ---- evaluation ------------------------------------------------------------------------
 
