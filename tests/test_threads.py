@@ -61,27 +61,28 @@ def test_native_loops_use_the_same_threshold() -> None:
 
 @needs_native
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_a_serial_loop_gives_the_same_numbers_and_restores_the_threads(cell: str) -> None:
-    """The same layer with the loop forced serial and forced parallel: same outputs and gradients
-    (float64: to rounding of a different matmul split), and torch's thread count untouched after."""
+def test_serial_and_row_split_loops_match_torch_and_restore_the_threads(cell: str) -> None:
+    """The same layer with its loop forced serial (one thread, whole batch) and forced parallel (at 2+
+    threads: each thread runs its own rows through every step): both equal torch.nn in float64
+    (outputs and every gradient), and torch's thread count is untouched after."""
     ops = native.ops()
     torch.manual_seed(0)
-    layer = Recurrent(cell, 6, 32, dtype=torch.float64)
-    x = torch.randn(16, 7, 6, dtype=torch.float64, requires_grad=True)
+    ref = getattr(torch.nn, cell.upper())(6, 32, batch_first=True).double()
+    layer = Recurrent.from_torch(ref)
+    x = torch.randn(24, 7, 6, dtype=torch.float64, requires_grad=True)  # 24 rows: 3 blocks of 8 at 3 threads
+    out_ref, _ = ref(x)
+    grads_ref = torch.autograd.grad(out_ref.square().sum(), [x, *ref.parameters()])
     threads = torch.get_num_threads()
-    results = []
     previous = ops.set_serial_below(-1)
     try:
         for threshold in (1 << 62, 0):  # everything serial, then nothing serial
             ops.set_serial_below(threshold)
-            assert ops.runs_serial(16, layer.cells[0].num_gates * 32, 32) == (threshold > 0)
+            assert ops.runs_serial(24, layer.cells[0].num_gates * 32, 32) == (threshold > 0)
             out, _ = layer(x)
             grads = torch.autograd.grad(out.square().sum(), [x, *layer.parameters()])
-            results.append((out, grads))
+            torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-12)
+            for a, b in zip(grads, grads_ref):
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
             assert torch.get_num_threads() == threads
     finally:
         ops.set_serial_below(previous)
-    (out_a, grads_a), (out_b, grads_b) = results
-    torch.testing.assert_close(out_a, out_b, rtol=0, atol=1e-12)
-    for a, b in zip(grads_a, grads_b):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)

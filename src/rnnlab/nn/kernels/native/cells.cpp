@@ -2,8 +2,9 @@
 //
 // The Python kernels do each step as ~8 separate tensor ops; on small sizes the per-op overhead is
 // the cost, on large ones each op streams the gates through memory again. Here each step is one
-// matmul (ATen's, as in Python) and then ONE vectorised pass over the gates that applies every
-// pointwise equation of the cell. The equations are the Python kernels'; σ and tanh are built on
+// matmul (a direct BLAS call) and then ONE vectorised pass over the gates that applies every
+// pointwise equation of the cell, and each thread runs its own block of the batch's rows through
+// every step (for_row_blocks). The equations are the Python kernels'; σ and tanh are built on
 // ATen's vectorised exp_u20 (as torch's CPU sigmoid), so results agree with torch.nn to float
 // rounding (tests: 1e-10 in float64, 1e-5 in float32). at::parallel_for is an OpenMP pragma in a
 // header, so this file is built with -fopenmp; at run time torch's own libgomp serves it.
@@ -108,29 +109,29 @@ void dgemm_(const char*, const char*, const int*, const int*, const int*, const 
             const double*, const int*, const double*, double*, const int*) __attribute__((weak));
 }
 
-// C (B, N) = beta C + A (B, K) op(W), row-major, for one W over many steps.
+// C (rows, N) = beta C + A (rows, K) op(W), row-major, for one W over many steps.
 // transposed: op(W) = Wᵀ with W (N, K) (the forward: gates = h W_hhᵀ); else op(W) = W with W (K, N)
 // (the backward: dh = dgates W_hh).
 template <typename T>
 class StepGemm {
  public:
   StepGemm(const Tensor& w, int64_t B, int64_t N, int64_t K, bool transposed)
-      : w_(w.data_ptr<T>()), B_(B), N_(N), K_(K), transposed_(transposed), options_(w.options()) {
+      : w_(w.data_ptr<T>()), N_(N), K_(K), transposed_(transposed), options_(w.options()) {
     const bool fits = std::max({B, N, K}) < (int64_t(1) << 31);
     blas_ = fits && K > 0 && (std::is_same_v<T, float> ? sgemm_ != nullptr : dgemm_ != nullptr);
   }
 
-  void operator()(const T* a, T* c, T beta) const {
-    if (B_ == 0 || N_ == 0) return;
+  void operator()(const T* a, T* c, T beta, int64_t rows) const {
+    if (rows == 0 || N_ == 0) return;
     if (blas_) {  // row-major C = A op(W) is column-major Cᵀ = op(W)ᵀ Aᵀ: swapped operands
       const char ta = transposed_ ? 'T' : 'N', tb = 'N';
-      const int m = N_, n = B_, k = K_, ldw = transposed_ ? K_ : N_, lda = K_, ldc = N_;
+      const int m = N_, n = rows, k = K_, ldw = transposed_ ? K_ : N_, lda = K_, ldc = N_;
       const T one = 1;
       if constexpr (std::is_same_v<T, float>) sgemm_(&ta, &tb, &m, &n, &k, &one, w_, &ldw, a, &lda, &beta, c, &ldc);
       else dgemm_(&ta, &tb, &m, &n, &k, &one, w_, &ldw, a, &lda, &beta, c, &ldc);
       return;
     }
-    Tensor C = at::from_blob(c, {B_, N_}, options_), A = at::from_blob(const_cast<T*>(a), {B_, K_}, options_);
+    Tensor C = at::from_blob(c, {rows, N_}, options_), A = at::from_blob(const_cast<T*>(a), {rows, K_}, options_);
     Tensor W = transposed_ ? at::from_blob(const_cast<T*>(w_), {N_, K_}, options_).t()
                            : at::from_blob(const_cast<T*>(w_), {K_, N_}, options_);
     if (beta == T(0)) at::mm_out(C, A, W);
@@ -139,10 +140,25 @@ class StepGemm {
 
  private:
   const T* w_;
-  int64_t B_, N_, K_;
+  int64_t N_, K_;
   bool transposed_, blas_ = false;
   at::TensorOptions options_;
 };
+
+// The rows of a batch are independent sequences, so each thread can run every step for its own block
+// of rows (one single-threaded GEMM and one pointwise pass per step; BLAS runs serially inside a
+// parallel region) and no thread waits for another between steps: one parallel region per
+// sequence, not two barriers per step, which is also what keeps a loop going when another program
+// takes a core. Where a block would hold fewer than kMinRows rows, or the loop runs serially, the
+// whole batch is one block and BLAS splits each step's GEMM across threads itself.
+constexpr int64_t kMinRows = 8;
+
+template <typename F>
+void for_row_blocks(int64_t B, bool serial, const F& f) {  // f(first row, end row)
+  const int64_t threads = serial ? 1 : at::get_num_threads();
+  if (threads <= 1 || B < threads * kMinRows) return f(0, B);
+  at::parallel_for(0, B, (B + threads - 1) / threads, f);
+}
 
 // Run f(row) for rows [0, B), split across threads only when a row range holds enough work.
 template <typename F>
@@ -200,7 +216,8 @@ void lstm_step(const T* x, T* gates, const T* c_prev, T* c_new, T* tanh_c, T* h_
 std::vector<Tensor> lstm_forward(const Tensor& xw, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, bool keep) {
   TORCH_CHECK(xw.is_contiguous(), "lstm_forward: xw must be contiguous");
   const int64_t T = xw.size(0), B = xw.size(1), H = xw.size(2) / 4, G = 4 * H;
-  SerialScope serial(serial_for(B, G, H));
+  const bool one_thread = serial_for(B, G, H);
+  SerialScope serial(one_thread);
   const Tensor w = w_hh.contiguous();
   Tensor hs = at::empty({T + 1, B, H}, xw.options()), cs = at::empty({T + 1, B, H}, xw.options());
   hs[0].copy_(h0), cs[0].copy_(c0);
@@ -211,12 +228,15 @@ std::vector<Tensor> lstm_forward(const Tensor& xw, const Tensor& h0, const Tenso
     const StepGemm<S> gates_of(w, B, G, H, /*transposed=*/true);  // W h_{t-1}
     const S* x = xw.data_ptr<S>();
     S *h = hs.data_ptr<S>(), *c = cs.data_ptr<S>(), *a = acts.data_ptr<S>(), *tc = keep ? tcs.data_ptr<S>() : nullptr;
-    for (int64_t t = 0; t < T; ++t) {
-      S* a_t = keep ? a + t * B * G : a;
-      gates_of(h + t * B * H, a_t, S(0));
-      lstm_step<S>(x + t * B * G, a_t, c + t * B * H, c + (t + 1) * B * H, tc ? tc + t * B * H : nullptr,
-                   h + (t + 1) * B * H, B, H);
-    }
+    for_row_blocks(B, one_thread, [&](int64_t b0, int64_t b1) {
+      const int64_t n = b1 - b0;
+      for (int64_t t = 0; t < T; ++t) {
+        S* a_t = (keep ? a + t * B * G : a) + b0 * G;
+        const int64_t r = t * B * H + b0 * H, r1 = r + B * H;  // rows b0.. of step t, of step t + 1
+        gates_of(h + r, a_t, S(0), n);
+        lstm_step<S>(x + t * B * G + b0 * G, a_t, c + r, c + r1, tc ? tc + r : nullptr, h + r1, n, H);
+      }
+    });
   });
   return {hs, cs, acts, tcs};
 }
@@ -247,7 +267,8 @@ void lstm_step_back(const T* acts, const T* c_prev, const T* tanh_c, const T* dh
 std::vector<Tensor> lstm_backward(const Tensor& dhs, const Tensor& dcs, const Tensor& w_hh, const Tensor& acts,
                                   const Tensor& cs, const Tensor& tcs) {
   const int64_t T = acts.size(0), B = acts.size(1), H = acts.size(2) / 4, G = 4 * H;
-  SerialScope serial(serial_for(B, G, H));
+  const bool one_thread = serial_for(B, G, H);
+  SerialScope serial(one_thread);
   const Tensor w = w_hh.contiguous(), dhs_c = dhs.contiguous(), dcs_c = dcs.contiguous();
   Tensor dgates = at::empty_like(acts);
   Tensor dh = at::zeros({B, H}, acts.options()), dc = at::zeros({B, H}, acts.options());
@@ -257,11 +278,14 @@ std::vector<Tensor> lstm_backward(const Tensor& dhs, const Tensor& dcs, const Te
     const S *a = acts.data_ptr<S>(), *c = cs.data_ptr<S>(), *tc = tcs.data_ptr<S>();
     const S *gh = dhs_c.data_ptr<S>(), *gc = dcs_c.data_ptr<S>();
     S *d = dgates.data_ptr<S>(), *dhp = dh.data_ptr<S>(), *dcp = dc.data_ptr<S>();
-    for (int64_t t = T - 1; t >= 0; --t) {
-      lstm_step_back<S>(a + t * B * G, c + t * B * H, tc + t * B * H, gh + t * B * H, gc + t * B * H, dhp, dcp,
-                        d + t * B * G, B, H);
-      back_through_w(d + t * B * G, dhp, S(0));  // to h_{t-1}
-    }
+    for_row_blocks(B, one_thread, [&](int64_t b0, int64_t b1) {
+      const int64_t n = b1 - b0;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const int64_t r = t * B * H + b0 * H, g = t * B * G + b0 * G;  // rows b0.. of step t
+        lstm_step_back<S>(a + g, c + r, tc + r, gh + r, gc + r, dhp + b0 * H, dcp + b0 * H, d + g, n, H);
+        back_through_w(d + g, dhp + b0 * H, S(0), n);  // to h_{t-1}
+      }
+    });
   });
   return {dgates, dh, dc};
 }
@@ -289,7 +313,8 @@ std::vector<Tensor> gru_forward(const Tensor& xw, const Tensor& h0, const Tensor
                                 bool keep) {
   TORCH_CHECK(xw.is_contiguous(), "gru_forward: xw must be contiguous");
   const int64_t T = xw.size(0), B = xw.size(1), H = xw.size(2) / 3, G = 3 * H;
-  SerialScope serial(serial_for(B, G, H));
+  const bool one_thread = serial_for(B, G, H);
+  SerialScope serial(one_thread);
   const Tensor w = w_hh.contiguous();
   const Tensor bias = b_hh.has_value() ? b_hh->contiguous() : Tensor();
   Tensor hs = at::empty({T + 1, B, H}, xw.options());
@@ -301,13 +326,18 @@ std::vector<Tensor> gru_forward(const Tensor& xw, const Tensor& h0, const Tensor
     const StepGemm<S> gates_of(w, B, G, H, /*transposed=*/true);  // W h_{t-1}
     const S *x = xw.data_ptr<S>(), *bp = bias.defined() ? bias.data_ptr<S>() : nullptr;
     S *h = hs.data_ptr<S>(), *hwp = hw.data_ptr<S>(), *rzp = rz.data_ptr<S>(), *np = ns.data_ptr<S>();
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t k = keep ? t : 0;
-      S* hw_t = hwp + k * B * G;
-      if (bp) for (int64_t b = 0; b < B; ++b) std::copy_n(bp, G, hw_t + b * G);  // W h + b_h: b_h first, beta 1
-      gates_of(h + t * B * H, hw_t, S(bp ? 1 : 0));
-      gru_step<S>(x + t * B * G, hw_t, h + t * B * H, rzp + k * B * 2 * H, np + k * B * H, h + (t + 1) * B * H, B, H);
-    }
+    for_row_blocks(B, one_thread, [&](int64_t b0, int64_t b1) {
+      const int64_t n = b1 - b0;
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t k = keep ? t : 0;
+        S* hw_t = hwp + k * B * G + b0 * G;
+        if (bp) for (int64_t b = 0; b < n; ++b) std::copy_n(bp, G, hw_t + b * G);  // W h + b_h: b_h first, beta 1
+        const int64_t r = t * B * H + b0 * H;
+        gates_of(h + r, hw_t, S(bp ? 1 : 0), n);
+        gru_step<S>(x + t * B * G + b0 * G, hw_t, h + r, rzp + k * B * 2 * H + b0 * 2 * H, np + k * B * H + b0 * H,
+                    h + r + B * H, n, H);
+      }
+    });
   });
   if (!keep) rz = rz[0], ns = ns[0];
   return {hs, hw, rz, ns};
@@ -338,7 +368,8 @@ void gru_step_back(const T* hw, const T* rz, const T* n_in, const T* h_prev, con
 std::vector<Tensor> gru_backward(const Tensor& dhs, const Tensor& w_hh, const Tensor& hw, const Tensor& rz,
                                  const Tensor& ns, const Tensor& hs) {
   const int64_t T = hw.size(0), B = hw.size(1), H = hw.size(2) / 3, G = 3 * H;
-  SerialScope serial(serial_for(B, G, H));
+  const bool one_thread = serial_for(B, G, H);
+  SerialScope serial(one_thread);
   const Tensor w = w_hh.contiguous(), dhs_c = dhs.contiguous();
   Tensor dhw = at::empty_like(hw), dn = at::empty_like(ns);
   Tensor dh = at::zeros({B, H}, hw.options());
@@ -348,11 +379,15 @@ std::vector<Tensor> gru_backward(const Tensor& dhs, const Tensor& w_hh, const Te
     const StepGemm<S> back_through_w(w, B, H, G, /*transposed=*/false);  // dhw W
     const S* gh = dhs_c.data_ptr<S>();
     S *d = dhw.data_ptr<S>(), *dnp = dn.data_ptr<S>(), *dhp = dh.data_ptr<S>();
-    for (int64_t t = T - 1; t >= 0; --t) {
-      gru_step_back<S>(hwp + t * B * G, rzp + t * B * 2 * H, np + t * B * H, h + t * B * H, gh + t * B * H, dhp,
-                       d + t * B * G, dnp + t * B * H, B, H);
-      back_through_w(d + t * B * G, dhp, S(1));  // to h_{t-1}: through z (above), and through W
-    }
+    for_row_blocks(B, one_thread, [&](int64_t b0, int64_t b1) {
+      const int64_t n = b1 - b0;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const int64_t r = t * B * H + b0 * H, g = t * B * G + b0 * G;  // rows b0.. of step t
+        gru_step_back<S>(hwp + g, rzp + t * B * 2 * H + b0 * 2 * H, np + r, h + r, gh + r, dhp + b0 * H, d + g, dnp + r,
+                         n, H);
+        back_through_w(d + g, dhp + b0 * H, S(1), n);  // to h_{t-1}: through z (above), and through W
+      }
+    });
   });
   return {dhw, dn, dh};
 }
