@@ -46,14 +46,15 @@ inline Vec<T> tanh(const Vec<T>& x) {
 
 // ---------------------------------------------------------------- thread policy
 //
-// Each step is one (B, H) x (H, G) matmul and one pointwise pass, and the steps are sequential: a
-// parallel region per step is a barrier per step. Where a step is small the barrier costs more than
-// the second thread saves, and under CPU contention (another process on the cores) every barrier
-// waits for a descheduled thread: the loop collapses. So a loop whose per-step matmul is below
-// `serial_below` multiply-adds (B * G * H) runs on the calling thread alone: OpenMP and MKL are set
-// to one thread for this thread (their thread-local settings, not at::set_num_threads, which is
-// process-wide) and restored when the loop returns. Above it the matmul is split across torch's
-// threads. The threshold is rnnlab.nn.threads.SERIAL_BELOW, set at load (native/__init__.py).
+// Each step is one (B, H) x (H, G) matmul and one pointwise pass, and the steps are sequential. Where
+// a batch splits into row blocks (for_row_blocks, below) the threads never wait for each other; where
+// it does not, each step's GEMM is split across threads, a barrier per step. Where a step is small
+// that barrier costs more than the second thread saves, and under CPU contention (another process on
+// the cores) it waits for a descheduled thread: the loop collapses. So a loop whose per-step matmul
+// is below `serial_below` multiply-adds (B * G * H) runs on the calling thread alone: OpenMP and MKL
+// are set to one thread for this thread (their thread-local settings, not at::set_num_threads,
+// which is process-wide) and restored when the loop returns. The threshold is
+// rnnlab.nn.threads.SERIAL_BELOW, set at load (native/__init__.py).
 
 std::atomic<int64_t> serial_below{int64_t(1) << 20};
 
