@@ -37,7 +37,7 @@ import time
 import torch
 
 from rnnlab.nn import Recurrent
-from rnnlab.nn.threads import DEFAULT_THREADS, threads_for
+from rnnlab.nn.threads import DEFAULT_THREADS, threads_for_model
 
 SIZES = {  # batch, time, input, hidden, layers
     "charlm": (64, 100, 128, 512, 2),
@@ -45,7 +45,6 @@ SIZES = {  # batch, time, input, hidden, layers
     "tiny": (8, 32, 32, 32, 1),  # a char-LM smoke run: hidden 32, batch 8, bptt 32
 }
 TORCH = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 LOADS = {  # the competing process, as `python -c` code; {n} is N from --contend KIND:N
     "spin": "while True: pass",
@@ -88,10 +87,10 @@ def bench_case(cell: str, size: str, mode: str, rounds: int, device: torch.devic
     """Median ms of (torch.nn, rnnlab) over `rounds` alternating rounds, both on `threads` CPU threads
     (all: torch's default; auto: rnnlab.nn.threads's choice for this size, as train.py makes it)."""
     train = mode == "train"
-    B, _, _, H, _ = SIZES[size]
-    count = {"all": DEFAULT_THREADS, "auto": threads_for(B, H, GATES[cell])}.get(threads) or int(threads)
-    torch.set_num_threads(count)
     ref, ours, x = build(cell, size, device, train)
+    # auto: the count train.py would pick for this model and batch (rnnlab.nn.threads reads the layer).
+    count = {"all": DEFAULT_THREADS, "auto": threads_for_model(ours, x.size(0))}.get(threads) or int(threads)
+    torch.set_num_threads(count)
     # Small cases repeat within a round, so that a round lasts long enough to time.
     reps = max(1, round(20 / max(timed(lambda: step(ref, x, train), device), 1e-3)))
     fns = {"torch": ref, "rnnlab": ours}
