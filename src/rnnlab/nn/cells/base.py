@@ -21,8 +21,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from rnnlab.nn.kernels.common import linear
 
 State = tuple[Tensor, ...]
 INITS = ("uniform", "orthogonal")
@@ -130,7 +131,7 @@ class RecurrentCell(nn.Module):
 
     def project_input(self, x: Tensor) -> Tensor:
         """x: (..., input_size) -> U x + b: (..., num_gates * hidden_size)."""
-        return F.linear(x, self.weight_ih, self.input_bias())
+        return linear(x, self.weight_ih, self.input_bias())  # F.linear, large float32 products via oneDNN
 
     def step(self, xw_t: Tensor, state: State) -> tuple[Tensor, State]:
         """One step. xw_t: (batch, num_gates * H) from `project_input`; state: tuple of (batch, H)."""

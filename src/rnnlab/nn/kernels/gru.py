@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnlab.nn.kernels.common import loop_for, needs_grad
+from rnnlab.nn.kernels.common import loop_for, matmul, needs_grad
 
 
 def forward_loop(xw: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None, keep: bool) -> list[Tensor]:
@@ -106,7 +106,7 @@ class _GRUSequence(torch.autograd.Function):
         H = dn_pre.size(2)
         dxw = torch.cat([dhw[:, :, : 2 * H], dn_pre], 2)
         dhw_flat = dhw.flatten(0, 1)
-        dw = dhw_flat.t() @ hs[:-1].flatten(0, 1)  # Σ_t dhw_tᵀ h_{t-1}, one matmul
+        dw = matmul(dhw_flat.t(), hs[:-1].flatten(0, 1))  # Σ_t dhw_tᵀ h_{t-1}, one matmul
         db = dhw_flat.sum(0) if ctx.has_bias else None
         return dxw, dh, dw, db
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnlab.nn.kernels.common import loop_for, needs_grad
+from rnnlab.nn.kernels.common import loop_for, matmul, needs_grad
 
 
 def forward_loop(xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, keep: bool) -> list[Tensor]:
@@ -128,7 +128,7 @@ class _LSTMSequence(torch.autograd.Function):
         dhs = torch.zeros_like(h_out) if dhs is None else dhs.contiguous()
         dcs = torch.zeros_like(c_out) if dcs is None else dcs.contiguous()
         dgates, dh, dc = ctx.backward_loop(dhs, dcs, w_hh, acts, cs, tcs)
-        dw = dgates.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # Σ_t dgates_tᵀ h_{t-1}, one matmul
+        dw = matmul(dgates.flatten(0, 1).t(), hs[:-1].flatten(0, 1))  # Σ_t dgates_tᵀ h_{t-1}, one matmul
         return dgates, dh, dc, dw
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnlab.nn.kernels.common import needs_grad
+from rnnlab.nn.kernels.common import matmul, needs_grad
 
 
 def differentiable_backward(dhs: Tensor, h0: Tensor, w_hh: Tensor, hs: Tensor, relu: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -47,7 +47,7 @@ class _RNNSequence(torch.autograd.Function):
             torch.mul(dhs[t] + dh, dphi[t], out=dpre[t])
             dh = dpre[t] @ w_hh  # back through W to h_{t-1}
         h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
-        dw = dpre.flatten(0, 1).t() @ h_prev.flatten(0, 1)  # Σ_t dpre_tᵀ h_{t-1}, one matmul
+        dw = matmul(dpre.flatten(0, 1).t(), h_prev.flatten(0, 1))  # Σ_t dpre_tᵀ h_{t-1}, one matmul
         return dpre, dh, dw, None
 
 

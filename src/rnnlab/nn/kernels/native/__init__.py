@@ -37,12 +37,16 @@ def _build():
     from rnnlab.nn.threads import SERIAL_BELOW
 
     torch.ops.rnnlab_native.set_serial_below(SERIAL_BELOW)
+    if "RNNLAB_ONEDNN_FROM" in os.environ:
+        torch.ops.rnnlab_native.set_onednn_from(int(os.environ["RNNLAB_ONEDNN_FROM"]))
+    _state["onednn_from"] = torch.ops.rnnlab_native.set_onednn_from(-1)
     return torch.ops.rnnlab_native
 
 
 def ops():
-    """torch.ops.rnnlab_native (lstm_forward, lstm_backward, gru_forward, gru_backward; set_serial_below,
-    runs_serial: the thread policy of rnnlab.nn.threads), or None."""
+    """torch.ops.rnnlab_native (lstm_forward, lstm_backward, gru_forward, gru_backward; matmul (a @ b
+    + bias, oneDNN for large float32); set_serial_below, runs_serial: the thread policy of
+    rnnlab.nn.threads; set_onednn_from), or None."""
     if "ops" not in _state:
         _state["ops"] = None
         if os.environ.get("RNNLAB_NATIVE", "1") != "0":
@@ -52,6 +56,20 @@ def ops():
                 warnings.warn(f"rnnlab: native CPU kernels unavailable ({type(e).__name__}: {e}); "
                               "using the pure-PyTorch loops (same results, slower).", stacklevel=2)
     return _state["ops"] if _state.get("enabled", True) else None
+
+
+def onednn_from() -> int:
+    """Multiply-adds (m·n·k) from which float32 CPU products take oneDNN, not BLAS (cells.cpp; the
+    environment's RNNLAB_ONEDNN_FROM sets it at load)."""
+    return _state.get("onednn_from", 1 << 22)
+
+
+def set_onednn_from(n: int) -> int:
+    """Set that size for this process (0: every float32 product through oneDNN; a huge one: none),
+    e.g. to compare the two; returns the previous one."""
+    ops()
+    _state["onednn_from"] = n
+    return torch.ops.rnnlab_native.set_onednn_from(n) if _state["ops"] is not None else n
 
 
 def set_enabled(enabled: bool) -> None:

@@ -95,8 +95,28 @@ class SerialScope {
   int mkl_prev_ = 0;
 };
 
-// ---------------------------------------------------------------- the per-step matmul
+// ---------------------------------------------------------------- GEMM: BLAS, or oneDNN for large float32
 //
+// torch's BLAS on x86 is MKL, which picks its kernels by CPU vendor: on AMD processors its sgemm runs
+// at ~175 GFLOP/s on 2 cores, where oneDNN (built into torch; torch.nn's CPU LSTM runs on it) reaches
+// ~400, and ~1.2x MKL on one core (scripts/bench_cells.py --gemm measures both). A oneDNN call costs
+// ~12 µs of set-up, so float32 products of at least `onednn_from` multiply-adds (m·n·k) go to oneDNN
+// through torch's own entry (at::native::mkldnn_matmul: plain float32 arithmetic, only the order of
+// the sums differs), smaller ones and float64 (oneDNN has none) to BLAS. Inside a parallel region
+// oneDNN runs on the calling thread alone, as BLAS does.
+}  // namespace
+namespace at::native {
+TORCH_API void mkldnn_matmul(const Tensor& mat1, const Tensor& mat2, const Tensor& result, float beta, float alpha);
+}
+namespace {
+
+std::atomic<int64_t> onednn_from{int64_t(1) << 22};
+
+template <typename T>
+bool use_onednn(int64_t m, int64_t n, int64_t k) {
+  return std::is_same_v<T, float> && m * n * k >= onednn_from.load(std::memory_order_relaxed) && at::hasMKLDNN();
+}
+
 // Each step's matmul calls BLAS directly where torch links one that exports the Fortran symbols
 // (MKL on x86: sgemm_ / dgemm_, LP64), else at::mm over views of the same memory: on small sizes
 // dispatching at::mm (tensors, dispatcher, checks: a few µs) costs more than the matmul. The symbols
@@ -124,7 +144,8 @@ class StepGemm {
 
   void operator()(const T* a, T* c, T beta, int64_t rows) const {
     if (rows == 0 || N_ == 0) return;
-    if (blas_) {  // row-major C = A op(W) is column-major Cᵀ = op(W)ᵀ Aᵀ: swapped operands
+    const bool onednn = K_ > 0 && use_onednn<T>(rows, N_, K_);
+    if (blas_ && !onednn) {  // row-major C = A op(W) is column-major Cᵀ = op(W)ᵀ Aᵀ: swapped operands
       const char ta = transposed_ ? 'T' : 'N', tb = 'N';
       const int m = N_, n = rows, k = K_, ldw = transposed_ ? K_ : N_, lda = K_, ldc = N_;
       const T one = 1;
@@ -135,7 +156,8 @@ class StepGemm {
     Tensor C = at::from_blob(c, {rows, N_}, options_), A = at::from_blob(const_cast<T*>(a), {rows, K_}, options_);
     Tensor W = transposed_ ? at::from_blob(const_cast<T*>(w_), {N_, K_}, options_).t()
                            : at::from_blob(const_cast<T*>(w_), {K_, N_}, options_);
-    if (beta == T(0)) at::mm_out(C, A, W);
+    if (onednn) at::native::mkldnn_matmul(A, W, C, float(beta), 1.0f);
+    else if (beta == T(0)) at::mm_out(C, A, W);
     else C.addmm_(A, W);
   }
 
@@ -145,6 +167,20 @@ class StepGemm {
   bool transposed_, blas_ = false;
   at::TensorOptions options_;
 };
+
+// a (M, K) @ b (K, N) (+ bias (N,) on every row), any strides: the GEMMs outside the loops (every
+// step's input projection at once, the weight gradients) take the same route as the loops' own.
+Tensor matmul(const Tensor& a, const Tensor& b, const std::optional<Tensor>& bias) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "matmul: expected (M, K) @ (K, N), got ",
+              a.sizes(), " @ ", b.sizes());
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  const bool onednn = a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && a.device().is_cpu() &&
+                      K > 0 && use_onednn<float>(M, N, K);
+  if (!onednn) return bias.has_value() ? at::addmm(*bias, a, b) : at::mm(a, b);
+  Tensor out = bias.has_value() ? bias->expand({M, N}).contiguous() : at::empty({M, N}, a.options());
+  at::native::mkldnn_matmul(a, b, out, bias.has_value() ? 1.0f : 0.0f, 1.0f);
+  return out;
+}
 
 // The rows of a batch are independent sequences, so each thread can run every step for its own block
 // of rows (one single-threaded GEMM and one pointwise pass per step; BLAS runs serially inside a
@@ -401,12 +437,20 @@ int64_t set_serial_below(int64_t n) {
 
 bool runs_serial(int64_t B, int64_t G, int64_t H) { return serial_for(B, G, H); }
 
+// Sets the size (multiply-adds) from which float32 products go to oneDNN; returns the previous one. A
+// negative value only reads it.
+int64_t set_onednn_from(int64_t n) {
+  return n < 0 ? onednn_from.load() : onednn_from.exchange(n);
+}
+
 
 }  // namespace
 
 TORCH_LIBRARY(rnnlab_native, m) {
   m.def("set_serial_below", &set_serial_below);
   m.def("runs_serial", &runs_serial);
+  m.def("set_onednn_from", &set_onednn_from);
+  m.def("matmul", &matmul);
   m.def("lstm_forward", &lstm_forward);
   m.def("lstm_backward", &lstm_backward);
   m.def("gru_forward", &gru_forward);

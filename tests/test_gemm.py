@@ -1,0 +1,116 @@
+"""The GEMM route: large float32 CPU products through oneDNN, the rest through BLAS, same results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rnnlab.nn import Recurrent
+from rnnlab.nn.kernels import native
+from rnnlab.nn.kernels.common import linear, matmul
+
+needs_native = pytest.mark.skipif(native.ops() is None, reason="native CPU loops did not build here")
+F32 = dict(atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture
+def onednn_everywhere() -> Iterator[None]:
+    """Every float32 product, however small, through oneDNN (the threshold at 0) for one test."""
+    previous = native.set_onednn_from(0)
+    yield
+    native.set_onednn_from(previous)
+
+
+def took_the_route(out: torch.Tensor) -> bool:
+    """out came from the native linear (its autograd node, or the view of it)."""
+    nodes = [out.grad_fn, *(f for f, _ in out.grad_fn.next_functions)]
+    return any(type(n).__name__ == "_LinearBackward" for n in nodes if n is not None)
+
+
+@needs_native
+def test_threshold_reads_and_sets_through_both_sides() -> None:
+    previous = native.set_onednn_from(123)
+    try:
+        assert native.onednn_from() == 123 == native.ops().set_onednn_from(-1)
+    finally:
+        native.set_onednn_from(previous)
+    assert native.onednn_from() == previous
+
+
+@needs_native
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_matmul_equals_torch_for_any_strides(onednn_everywhere, transpose_a: bool, transpose_b: bool) -> None:
+    torch.manual_seed(0)
+    a = torch.randn(40, 24).t() if transpose_a else torch.randn(24, 40)  # (24, 40) either way
+    b = torch.randn(56, 40).t() if transpose_b else torch.randn(40, 56)
+    bias = torch.randn(56)
+    torch.testing.assert_close(matmul(a, b), a @ b, **F32)
+    torch.testing.assert_close(native.ops().matmul(a, b, bias), torch.addmm(bias, a, b), **F32)
+    # float64 never leaves BLAS (oneDNN has none): bit for bit torch's.
+    a64, b64 = a.double(), b.double()
+    assert torch.equal(matmul(a64, b64), a64 @ b64)
+
+
+@needs_native
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_and_its_gradients_of_gradients_equal_f_linear(onednn_everywhere, bias: bool) -> None:
+    """Forward, backward and a gradient penalty (create_graph=True) through the oneDNN route agree
+    with F.linear's; a 3-D input keeps its leading dimensions."""
+    torch.manual_seed(1)
+    x = torch.randn(5, 7, 12, requires_grad=True)
+    w = torch.randn(20, 12, requires_grad=True)
+    b = torch.randn(20, requires_grad=True) if bias else None
+    params = [x, w] + ([b] if bias else [])
+
+    def penalty(fn) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        out = fn(x, w, b)
+        g = torch.autograd.grad(out.tanh().sum(), x, create_graph=True)[0]
+        return out, torch.autograd.grad(out.square().sum() + g.square().sum(), params)
+
+    out, grads = penalty(linear)
+    out_ref, grads_ref = penalty(F.linear)
+    assert out.shape == (5, 7, 20)
+    assert took_the_route(out)
+    torch.testing.assert_close(out, out_ref, **F32)
+    for got, want in zip(grads, grads_ref):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
+
+
+@needs_native
+def test_small_products_and_other_devices_keep_torchs_op() -> None:
+    x, w = torch.randn(4, 3), torch.randn(5, 3)  # 60 multiply-adds, far below the threshold
+    assert torch.equal(linear(x, w), F.linear(x, w))
+    assert not took_the_route(linear(x.requires_grad_(), w))
+    assert took_the_route(linear(torch.randn(256, 128, requires_grad=True), torch.randn(512, 128)))  # 2^24
+
+
+@needs_native
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_layers_with_every_product_on_onednn_equal_torch_nn(onednn_everywhere, cell: str, bidirectional: bool) -> None:
+    """Projections, per-step GEMMs (forward and backward, serial and row-split) and weight gradients
+    all on oneDNN: float32 outputs, states and every gradient within 1e-5 of torch.nn."""
+    torch.manual_seed(2)
+    ref = getattr(torch.nn, cell.upper())(10, 24, num_layers=2, batch_first=True, bidirectional=bidirectional)
+    layer = Recurrent.from_torch(ref)
+    x = torch.randn(20, 9, 10, requires_grad=True)
+    lengths = torch.randint(1, 10, (20,))
+    lengths[0] = 9
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out_ref = torch.nn.utils.rnn.pad_packed_sequence(ref(packed)[0], batch_first=True)[0]
+    grads_ref = torch.autograd.grad(out_ref.square().sum(), [x, *ref.parameters()])
+    previous = native.ops().set_serial_below(-1)
+    try:
+        for serial_below in (1 << 62, 0):  # the whole batch on one thread; then each thread its own rows
+            native.ops().set_serial_below(serial_below)
+            out, _ = layer(x, lengths=lengths)
+            torch.testing.assert_close(out, out_ref, **F32)
+            grads = torch.autograd.grad(out.square().sum(), [x, *layer.parameters()])
+            for got, want in zip(grads, grads_ref):
+                torch.testing.assert_close(got, want, **F32)
+    finally:
+        native.ops().set_serial_below(previous)
