@@ -5,6 +5,7 @@
     .venv/bin/python scripts/bench_cells.py --contend spin:1     # ... beside one busy single-threaded process
     .venv/bin/python scripts/bench_cells.py --memory             # peak memory of a training step
     .venv/bin/python scripts/bench_cells.py --profile            # the LSTM forward's GEMM floor vs the rest
+    .venv/bin/python scripts/bench_cells.py --gemm               # torch.mm (MKL) vs rnnlab's GEMM route (oneDNN)
     .venv/bin/python scripts/bench_cells.py --threads auto       # each size on the threads train.py picks
     .venv/bin/python scripts/bench_cells.py --device cuda        # custom vs cuDNN
     .venv/bin/python scripts/bench_cells.py --sizes small --cells lstm --rounds 5
@@ -37,6 +38,7 @@ import time
 import torch
 
 from rnnlab.nn import Recurrent
+from rnnlab.nn.kernels import native
 from rnnlab.nn.threads import DEFAULT_THREADS, threads_for_model
 
 SIZES = {  # batch, time, input, hidden, layers
@@ -156,17 +158,18 @@ def profile(args) -> None:
     cells = ours.cells
     inputs = [torch.randn(T, B, I), *[torch.randn(T, B, H) for _ in range(L - 1)]]
     h = torch.randn(B, H)
-    gates = torch.empty(B, 4 * H)
 
     def projections():
         for cell, inp in zip(cells, inputs):
             cell.project_input(inp)
 
-    def step_gemms():
+    mm = native.ops().matmul if native.ops() is not None else lambda a, b, bias: a @ b
+
+    def step_gemms():  # the loops' route: oneDNN for large float32 products (kernels/native/cells.cpp)
         for cell in cells:
             w_t = cell.weight_hh.t()
             for _ in range(T):
-                torch.mm(h, w_t, out=gates)
+                mm(h, w_t, None)
 
     parts = {"torch.nn forward": lambda: ref(x), "rnnlab forward": lambda: ours(x),
              "input projections": projections, "per-step GEMMs": step_gemms}
@@ -189,6 +192,36 @@ def profile(args) -> None:
     print(f"| rnnlab forward | {t['rnnlab forward']:.0f} | {sum(flops.values()) / t['rnnlab forward'] / 1e6:.0f} |")
     print(f"| ... of which pointwise, copies, overhead | {t['rnnlab forward'] - floor:.0f} | |")
     print(f"| torch.nn forward (oneDNN) | {t['torch.nn forward']:.0f} | {sum(flops.values()) / t['torch.nn forward'] / 1e6:.0f} |")
+
+
+GEMMS = {  # (M, K, N) of the products a recurrent layer makes, as the bench's sizes make them
+    "charlm step": (64, 512, 2048), "charlm projection, layer 1": (6400, 128, 2048),
+    "charlm projection, layer 2": (6400, 512, 2048), "charlm weight gradient": (2048, 6400, 512),
+    "small step": (32, 128, 512), "small projection": (1600, 128, 512), "tiny step": (8, 32, 128),
+}
+
+
+def gemm(args) -> None:
+    """float32 GFLOP/s of torch's matmul (MKL on x86) and of rnnlab's route (oneDNN from
+    rnnlab.nn.kernels.native.onednn_from() multiply-adds), alternating rounds."""
+    if native.ops() is None:
+        sys.exit("--gemm: the native loops did not build here, so there is no route to compare")
+    print(f"\n### float32 GEMM, {torch.get_num_threads()} threads; oneDNN from {native.onednn_from()} multiply-adds")
+    print("| product | M x K x N | torch.mm GFLOP/s | rnnlab route GFLOP/s | route |")
+    print("|---|---|---:|---:|---|")
+    for name, (M, K, N) in GEMMS.items():
+        a, b = torch.randn(M, K), torch.randn(K, N)
+        reps = max(1, int(2e8 / (M * K * N)))
+        fns = {"torch": lambda: [a @ b for _ in range(reps)], "route": lambda: [native.ops().matmul(a, b, None) for _ in range(reps)]}
+        times = {k: [] for k in fns}
+        for fn in fns.values():
+            fn()
+        for _ in range(args.rounds):
+            for k, fn in fns.items():
+                times[k].append(timed(fn, torch.device("cpu")) / reps)
+        rate = {k: 2 * M * K * N / statistics.median(v) / 1e6 for k, v in times.items()}
+        route = "oneDNN" if M * K * N >= native.onednn_from() else "BLAS"
+        print(f"| {name} | {M} x {K} x {N} | {rate['torch']:.0f} | {rate['route']:.0f} | {route} |", flush=True)
 
 
 def memory_child(side: str, cell: str, size: str) -> None:
@@ -236,6 +269,7 @@ def main() -> None:
     parser.add_argument("--contend", metavar="KIND:N", help="also measure beside a competing load: spin:N or torch:N")
     parser.add_argument("--memory", action="store_true", help="only measure the peak memory of a training step")
     parser.add_argument("--profile", action="store_true", help="only the LSTM forward's time split at charlm size")
+    parser.add_argument("--gemm", action="store_true", help="only torch.mm's and rnnlab's GEMM route, GFLOP/s")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -244,6 +278,8 @@ def main() -> None:
         return memory(args)
     if args.profile:
         return profile(args)
+    if args.gemm:
+        return gemm(args)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {DEFAULT_THREADS} threads, --threads {args.threads}"
     print(f"torch {torch.__version__} on {name}; median of {args.rounds} alternating rounds")
