@@ -202,26 +202,29 @@ GEMMS = {  # (M, K, N) of the products a recurrent layer makes, as the bench's s
 
 
 def gemm(args) -> None:
-    """float32 GFLOP/s of torch's matmul (MKL on x86) and of rnnlab's route (oneDNN from
-    rnnlab.nn.kernels.native.onednn_from() multiply-adds), alternating rounds."""
+    """float32 GFLOP/s, alternating rounds, of torch's matmul (MKL on x86), of rnnlab's route for
+    the products outside the loops (oneDNN from rnnlab.nn.kernels.native.onednn_from()
+    multiply-adds, else BLAS) and of its per-step GEMM (StepGemm: the AVX-512 kernel over packed W
+    where built, else the same route), a @ wᵀ for w (N, K)."""
     if native.ops() is None:
         sys.exit("--gemm: the native loops did not build here, so there is no route to compare")
+    ops = native.ops()
     print(f"\n### float32 GEMM, {torch.get_num_threads()} threads; oneDNN from {native.onednn_from()} multiply-adds")
-    print("| product | M x K x N | torch.mm GFLOP/s | rnnlab route GFLOP/s | route |")
-    print("|---|---|---:|---:|---|")
+    print("| product | M x K x N | torch.mm | outside the loops | per-step GEMM |")
+    print("|---|---|---:|---:|---:|")
     for name, (M, K, N) in GEMMS.items():
-        a, b = torch.randn(M, K), torch.randn(K, N)
+        a, w = torch.randn(M, K), torch.randn(N, K)
         reps = max(1, int(2e8 / (M * K * N)))
-        fns = {"torch": lambda: [a @ b for _ in range(reps)], "route": lambda: [native.ops().matmul(a, b, None) for _ in range(reps)]}
+        fns = {"torch": lambda: [a @ w.t() for _ in range(reps)], "route": lambda: [ops.matmul(a, w.t(), None) for _ in range(reps)],
+               "step": lambda: ops.step_matmul(a, w, reps)}  # W packed once, as for a sequence
         times = {k: [] for k in fns}
         for fn in fns.values():
             fn()
         for _ in range(args.rounds):
             for k, fn in fns.items():
                 times[k].append(timed(fn, torch.device("cpu")) / reps)
-        rate = {k: 2 * M * K * N / statistics.median(v) / 1e6 for k, v in times.items()}
-        route = "oneDNN" if M * K * N >= native.onednn_from() else "BLAS"
-        print(f"| {name} | {M} x {K} x {N} | {rate['torch']:.0f} | {rate['route']:.0f} | {route} |", flush=True)
+        rate = {k: f"{2 * M * K * N / statistics.median(v) / 1e6:.0f}" for k, v in times.items()}
+        print(f"| {name} | {M} x {K} x {N} | {rate['torch']} | {rate['route']} | {rate['step']} |", flush=True)
 
 
 def memory_child(side: str, cell: str, size: str) -> None:
@@ -269,7 +272,7 @@ def main() -> None:
     parser.add_argument("--contend", metavar="KIND:N", help="also measure beside a competing load: spin:N or torch:N")
     parser.add_argument("--memory", action="store_true", help="only measure the peak memory of a training step")
     parser.add_argument("--profile", action="store_true", help="only the LSTM forward's time split at charlm size")
-    parser.add_argument("--gemm", action="store_true", help="only torch.mm's and rnnlab's GEMM route, GFLOP/s")
+    parser.add_argument("--gemm", action="store_true", help="only torch.mm against rnnlab's GEMMs, GFLOP/s")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:

@@ -114,3 +114,15 @@ def test_layers_with_every_product_on_onednn_equal_torch_nn(onednn_everywhere, c
                 torch.testing.assert_close(got, want, **F32)
     finally:
         native.ops().set_serial_below(previous)
+
+
+@needs_native
+@pytest.mark.parametrize("rows, k, n", [(1, 1, 1), (3, 7, 17), (5, 33, 65), (9, 128, 512), (16, 130, 200)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_step_gemm_equals_torch_at_ragged_shapes(rows: int, k: int, n: int, dtype: torch.dtype) -> None:
+    """The loops' per-step product (the AVX-512 kernel over packed W where built: tiles of 4 rows x
+    64 columns, remainders masked) at shapes that fill no tile exactly, repeated over one packing."""
+    torch.manual_seed(3)
+    a, w = torch.randn(rows, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=0)
+    torch.testing.assert_close(native.ops().step_matmul(a, w, 3), a @ w.t(), **tol)

@@ -27,6 +27,8 @@ def _build():
     capability = torch.backends.cpu.get_cpu_capability()
     if capability in ("AVX2", "AVX512"):
         flags += ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"]
+    if capability == "AVX512":  # only the float32 step GEMM's own kernel uses AVX-512 (__AVX512F__)
+        flags += ["-mavx512f"]
     # torch's builder runs `ninja` from PATH; the `ninja` wheel (a dependency) puts it beside python.
     path = os.environ.get("PATH", "")
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), path])
