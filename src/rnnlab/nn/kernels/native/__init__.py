@@ -40,15 +40,19 @@ def _build():
 
     torch.ops.rnnlab_native.set_serial_below(SERIAL_BELOW)
     if "RNNLAB_ONEDNN_FROM" in os.environ:
-        torch.ops.rnnlab_native.set_onednn_from(int(os.environ["RNNLAB_ONEDNN_FROM"]))
+        value = os.environ["RNNLAB_ONEDNN_FROM"]
+        if not value.isdigit():
+            raise ValueError(f"RNNLAB_ONEDNN_FROM={value!r}: expected a non-negative whole number of "
+                             "multiply-adds (0: every float32 product through oneDNN), or unset it")
+        torch.ops.rnnlab_native.set_onednn_from(int(value))
     _state["onednn_from"] = torch.ops.rnnlab_native.set_onednn_from(-1)
     return torch.ops.rnnlab_native
 
 
 def ops():
     """torch.ops.rnnlab_native (lstm_forward, lstm_backward, gru_forward, gru_backward; matmul (a @ b
-    + bias, oneDNN for large float32); set_serial_below, runs_serial: the thread policy of
-    rnnlab.nn.threads; set_onednn_from), or None."""
+    + bias, oneDNN for large float32), step_matmul (a loop's per-step product); set_serial_below,
+    runs_serial: the thread policy of rnnlab.nn.threads; set_onednn_from), or None."""
     if "ops" not in _state:
         _state["ops"] = None
         if os.environ.get("RNNLAB_NATIVE", "1") != "0":
@@ -70,8 +74,10 @@ def set_onednn_from(n: int) -> int:
     """Set that size for this process (0: every float32 product through oneDNN; a huge one: none),
     e.g. to compare the two; returns the previous one."""
     ops()
-    _state["onednn_from"] = n
-    return torch.ops.rnnlab_native.set_onednn_from(n) if _state["ops"] is not None else n
+    previous, _state["onednn_from"] = onednn_from(), n
+    if _state["ops"] is not None:
+        torch.ops.rnnlab_native.set_onednn_from(n)
+    return previous
 
 
 def set_enabled(enabled: bool) -> None:
