@@ -163,13 +163,15 @@ def profile(args) -> None:
         for cell, inp in zip(cells, inputs):
             cell.project_input(inp)
 
-    mm = native.ops().matmul if native.ops() is not None else lambda a, b, bias: a @ b
+    ops = native.ops()
 
-    def step_gemms():  # the loops' route: oneDNN for large float32 products (kernels/native/cells.cpp)
+    def step_gemms():  # the loops' own per-step product (StepGemm in kernels/native/cells.cpp), W packed once
         for cell in cells:
-            w_t = cell.weight_hh.t()
-            for _ in range(T):
-                mm(h, w_t, None)
+            if ops is not None:
+                ops.step_matmul(h, cell.weight_hh, T)
+            else:
+                for _ in range(T):
+                    h @ cell.weight_hh.t()
 
     parts = {"torch.nn forward": lambda: ref(x), "rnnlab forward": lambda: ours(x),
              "input projections": projections, "per-step GEMMs": step_gemms}

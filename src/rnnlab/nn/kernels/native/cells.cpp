@@ -209,7 +209,7 @@ class StepGemm {
     if constexpr (std::is_same_v<T, float>) {
       micro_ = K > 0 && N > 0;
       if (micro_) packed_ = pack_panels(w, N, K, transposed);
-      parallel_ = !at::in_parallel_region() && at::get_num_threads() > 1 && B * N * K >= serial_below.load();
+      parallel_ = at::get_num_threads() > 1 && B * N * K >= serial_below.load();
     }
 #endif
   }
