@@ -126,3 +126,76 @@ def test_step_gemm_equals_torch_at_ragged_shapes(rows: int, k: int, n: int, dtyp
     a, w = torch.randn(rows, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
     tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=0)
     torch.testing.assert_close(native.ops().step_matmul(a, w, 3), a @ w.t(), **tol)
+
+
+needs_step_kernel = pytest.mark.skipif(not native.has_step_kernel(), reason="the AVX-512 step kernel is not built here")
+
+
+@pytest.fixture
+def folds(monkeypatch) -> list[bool]:
+    """Records, for each LSTM cell's run, whether the projection went into the loop."""
+    import rnnlab.nn.cells.lstm as lstm_module
+
+    seen, inner = [], lstm_module.lstm_sequence_from_input
+
+    def spy(*args):
+        out = inner(*args)
+        seen.append(out is not None)
+        return out
+
+    monkeypatch.setattr(lstm_module, "lstm_sequence_from_input", spy)
+    return seen
+
+
+@needs_step_kernel
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm_with_the_projection_in_the_loop_equals_torch_nn(folds, bias: bool, bidirectional: bool) -> None:
+    """float32 LSTMs fold U x_t into each step's product ([x_t, h_{t-1}] [U, W]ᵀ): with lengths and an
+    initial state, serial and row-split, forward alone and with every gradient, within 1e-5 of torch.nn."""
+    torch.manual_seed(4)
+    ref = torch.nn.LSTM(10, 24, num_layers=2, bias=bias, batch_first=True, bidirectional=bidirectional)
+    layer = Recurrent.from_torch(ref)
+    D = 2 if bidirectional else 1
+    x = torch.randn(20, 9, 10, requires_grad=True)
+    state = tuple(torch.randn(2 * D, 20, 24, requires_grad=True) for _ in range(2))
+    lengths = torch.randint(1, 10, (20,))
+    lengths[0] = 9
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out_ref, (h_ref, c_ref) = ref(packed, state)
+    out_ref = torch.nn.utils.rnn.pad_packed_sequence(out_ref, batch_first=True)[0]
+    inputs = [x, *state, *ref.parameters()]
+    grads_ref = torch.autograd.grad((out_ref.square().sum() + h_ref.sum() + c_ref.square().sum()), inputs)
+    previous = native.ops().set_serial_below(-1)
+    try:
+        for serial_below in (1 << 62, 0):
+            native.ops().set_serial_below(serial_below)
+            with torch.no_grad():
+                out, (h, c) = layer(x, state, lengths=lengths)
+            for got, want in [(out, out_ref), (h, h_ref), (c, c_ref)]:
+                torch.testing.assert_close(got, want.detach(), **F32)
+            out, (h, c) = layer(x, state, lengths=lengths)
+            grads = torch.autograd.grad((out.square().sum() + h.sum() + c.square().sum()),
+                                        [x, *state, *layer.parameters()])
+            for got, want in zip(grads, grads_ref):
+                torch.testing.assert_close(got, want, **F32)
+    finally:
+        native.ops().set_serial_below(previous)
+    assert folds == [True] * (8 * D)  # 2 layers x D directions, 4 times
+
+
+@needs_step_kernel
+def test_lstm_with_the_projection_in_the_loop_has_gradients_of_gradients(folds) -> None:
+    """A gradient penalty (create_graph=True) through the folded loop equals torch.nn's in float32."""
+    torch.manual_seed(5)
+    ref = torch.nn.LSTM(6, 16, num_layers=2)
+    layer = Recurrent.from_torch(ref)
+    x = torch.randn(7, 5, 6, requires_grad=True)
+
+    def penalty_grads(module: torch.nn.Module) -> tuple[torch.Tensor, ...]:
+        (gx,) = torch.autograd.grad(module(x)[0].tanh().sum(), x, create_graph=True)
+        return torch.autograd.grad(gx.square().sum(), [x, *module.parameters()])
+
+    for got, want in zip(penalty_grads(layer), penalty_grads(ref)):
+        torch.testing.assert_close(got, want, **F32)
+    assert folds == [True, True]

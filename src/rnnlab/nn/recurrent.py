@@ -229,7 +229,7 @@ class Recurrent(nn.Module):
                 cell: RecurrentCell = self.cells[k]
                 s0 = cell.init_state(x.size(1), x) if init is None else tuple(s[k] for s in init)
                 inp = layer_input if d == 0 else reverse_padded(layer_input, lengths)
-                steps = cell.sequence(cell.project_input(inp), s0)  # each (T, B, H)
+                steps = cell.run(inp, s0)  # each (T, B, H)
                 finals.append(tuple(self._last_step(s, lengths) for s in steps))
                 outputs.append(steps[0] if d == 0 else reverse_padded(steps[0], lengths))
             layer_input = torch.cat(outputs, 2) if len(outputs) > 1 else outputs[0]

@@ -9,7 +9,8 @@ A cell owns the parameters of one recurrence and knows three things:
 `sequence(xw, state)` runs the recurrence over all steps. The base version loops over `step`
 and lets autograd unroll the graph (BPTT): a new cell needs nothing more. A cell may add a
 hand-written forward and backward (`fused_sequence`, see `rnnlab.nn.kernels`) as a speed-up; it is
-used by default when present and gives the same numbers.
+used by default when present and gives the same numbers. The layer calls `run(x, state)`, which is
+`sequence(project_input(x), state)` unless a kernel folds the projection into its own loop.
 
 Weights are named and laid out as in torch.nn (weight_ih: (gates*H, I), weight_hh: (gates*H, H),
 gates stacked in torch's order), so weights copy between the two without reshuffling.
@@ -136,6 +137,11 @@ class RecurrentCell(nn.Module):
     def step(self, xw_t: Tensor, state: State) -> tuple[Tensor, State]:
         """One step. xw_t: (batch, num_gates * H) from `project_input`; state: tuple of (batch, H)."""
         raise NotImplementedError
+
+    def run(self, x: Tensor, state: State) -> State:
+        """x: (time, batch, input_size) -> every state at every step, as `sequence`: the layer's call.
+        Here `sequence(project_input(x))`; a kernel that projects inside its loop overrides it."""
+        return self.sequence(self.project_input(x), state)
 
     def sequence(self, xw: Tensor, state: State) -> State:
         """Run the recurrence over xw: (time, batch, num_gates * H) from `state`.

@@ -20,6 +20,7 @@ from torch import Tensor
 from rnnlab.nn.cells import register_cell
 from rnnlab.nn.cells.base import RecurrentCell, State
 from rnnlab.nn.kernels import lstm_sequence
+from rnnlab.nn.kernels.lstm import lstm_sequence_from_input
 
 
 @register_cell("lstm")
@@ -53,3 +54,13 @@ class LSTMCell(RecurrentCell):
 
     def fused_sequence(self, xw: Tensor, state: State) -> State:
         return lstm_sequence(xw, state[0], state[1], self.weight_hh)
+
+    def run(self, x: Tensor, state: State) -> State:
+        # A forward that no backward follows folds the input projection into the native loop (same
+        # numbers, one product per step, no (time, batch, 4H) tensor), unless a subclass changed it.
+        kind = type(self)
+        if self.fused and kind.project_input is LSTMCell.project_input and kind.fused_sequence is LSTMCell.fused_sequence:
+            out = lstm_sequence_from_input(x, self.weight_ih, self.input_bias(), *state, self.weight_hh)
+            if out is not None:
+                return out
+        return super().run(x, state)

@@ -25,10 +25,11 @@ def _build():
     flags = ["-O3", "-fopenmp"]
     # ATen's Vectorized picks its instruction set from CPU_CAPABILITY_*: match what torch uses here.
     capability = torch.backends.cpu.get_cpu_capability()
-    if capability in ("AVX2", "AVX512"):
+    if capability == "AVX512":  # 16-lane float32 pointwise passes, and the step GEMM's own kernel (__AVX512F__)
+        flags += ["-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
+                  "-DCPU_CAPABILITY_AVX512", "-DCPU_CAPABILITY=AVX512"]
+    elif capability == "AVX2":
         flags += ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"]
-    if capability == "AVX512":  # only the float32 step GEMM's own kernel uses AVX-512 (__AVX512F__)
-        flags += ["-mavx512f"]
     # torch's builder runs `ninja` from PATH; the `ninja` wheel (a dependency) puts it beside python.
     path = os.environ.get("PATH", "")
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), path])
@@ -46,12 +47,13 @@ def _build():
                              "multiply-adds (0: every float32 product through oneDNN), or unset it")
         torch.ops.rnnlab_native.set_onednn_from(int(value))
     _state["onednn_from"] = torch.ops.rnnlab_native.set_onednn_from(-1)
+    _state["step_kernel"] = torch.ops.rnnlab_native.has_step_kernel()
     return torch.ops.rnnlab_native
 
 
 def ops():
-    """torch.ops.rnnlab_native (lstm_forward, lstm_backward, gru_forward, gru_backward; matmul (a @ b
-    + bias, oneDNN for large float32), step_matmul (a loop's per-step product); set_serial_below,
+    """torch.ops.rnnlab_native (lstm_forward, lstm_forward_input, lstm_backward, gru_forward,
+    gru_backward; matmul (a @ b + bias, oneDNN for large float32), step_matmul (a loop's per-step product); set_serial_below,
     runs_serial: the thread policy of rnnlab.nn.threads; set_onednn_from), or None."""
     if "ops" not in _state:
         _state["ops"] = None
@@ -62,6 +64,12 @@ def ops():
                 warnings.warn(f"rnnlab: native CPU kernels unavailable ({type(e).__name__}: {e}); "
                               "using the pure-PyTorch loops (same results, slower).", stacklevel=2)
     return _state["ops"] if _state.get("enabled", True) else None
+
+
+def has_step_kernel() -> bool:
+    """Whether the loops' own float32 step GEMM (AVX-512) is built: the LSTM's forward then folds its
+    input projection into the loop (lstm_forward_input)."""
+    return ops() is not None and bool(_state.get("step_kernel", False))
 
 
 def onednn_from() -> int:

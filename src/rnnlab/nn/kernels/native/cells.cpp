@@ -316,11 +316,13 @@ inline void store(const Vec<T>& v, T* p, int64_t n) {
 
 // ---------------------------------------------------------------- LSTM (gates i, f, g, o)
 
-// gates holds W h_{t-1}; x is U x_t + b. Their sum is activated in place.
+// gates holds W h_{t-1}; x is U x_t + b, one row of 4H every x_stride values (0: the same row, a
+// bias, for every batch row). Their sum is activated in place.
 template <typename T>
-void lstm_step(const T* x, T* gates, const T* c_prev, T* c_new, T* tanh_c, T* h_new, int64_t B, int64_t H) {
+void lstm_step(const T* x, int64_t x_stride, T* gates, const T* c_prev, T* c_new, T* tanh_c, T* h_new, int64_t B,
+               int64_t H) {
   for_rows(B, 4 * H, [&](int64_t b) {
-    const T* xb = x + b * 4 * H;
+    const T* xb = x + b * x_stride;
     T* a = gates + b * 4 * H;
     const T* cp = c_prev + b * H;
     T *cn = c_new + b * H, *hn = h_new + b * H, *tc = tanh_c ? tanh_c + b * H : nullptr;
@@ -360,12 +362,62 @@ std::vector<Tensor> lstm_forward(const Tensor& xw, const Tensor& h0, const Tenso
         S* a_t = (keep ? a + t * B * G : a) + b0 * G;
         const int64_t r = t * B * H + b0 * H, r1 = r + B * H;  // rows b0.. of step t, of step t + 1
         gates_of(h + r, a_t, S(0), n);
-        lstm_step<S>(x + t * B * G + b0 * G, a_t, c + r, c + r1, tc ? tc + r : nullptr, h + r1, n, H);
+        lstm_step<S>(x + t * B * G + b0 * G, G, a_t, c + r, c + r1, tc ? tc + r : nullptr, h + r1, n, H);
       }
     });
   });
   return {hs, cs, acts, tcs};
 }
+
+// Whether the float32 step kernel (and so lstm_forward_input) is built.
+bool has_step_kernel() {
+#ifdef __AVX512F__
+  return true;
+#else
+  return false;
+#endif
+}
+
+// lstm_forward with the input projection inside the loop, where the float32 step kernel is built:
+// each step's gates are ONE product [x_t, h_{t-1}] [W_ih, W_hh]ᵀ over weights packed once, plus b in
+// the pointwise pass. The hoisted projection (lstm_forward's U x + b for all steps) writes a (T, B, 4H)
+// tensor per layer into fresh memory and reads it back, and oneDNN runs that big product slower than
+// this kernel runs the steps' (bench_cells.py --profile). x: (T, B, I); bias: (4H,) = b_ih + b_hh or
+// None. Returns what lstm_forward returns.
+std::vector<Tensor> lstm_forward_input(const Tensor& x, const Tensor& w_ih, const std::optional<Tensor>& bias,
+                                       const Tensor& h0, const Tensor& c0, const Tensor& w_hh, bool keep) {
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1), G = 4 * H, K = I + H;
+  TORCH_CHECK(x.scalar_type() == at::kFloat && w_ih.size(0) == G && w_ih.size(1) == I && w_hh.size(0) == G,
+              "lstm_forward_input: expected float32 x (T, B, I), w_ih (4H, I), w_hh (4H, H)");
+  TORCH_CHECK(has_step_kernel(), "lstm_forward_input: built without the AVX-512 step kernel");
+  const bool one_thread = serial_for(B, G, H);
+  SerialScope serial(one_thread);
+  const Tensor xc = x.contiguous(), w = at::cat({w_ih, w_hh}, 1).contiguous();  // [U W]: (4H, I + H)
+  const Tensor b = bias.has_value() ? bias->contiguous() : at::zeros({G}, x.options());
+  Tensor hs = at::empty({T + 1, B, H}, x.options()), cs = at::empty({T + 1, B, H}, x.options());
+  hs[0].copy_(h0), cs[0].copy_(c0);
+  Tensor acts = at::empty({keep ? T : 1, B, G}, x.options()), tcs = at::empty({keep ? T : 0, B, H}, x.options());
+  Tensor xh = at::empty({B, K}, x.options());  // per row: [x_t, h_{t-1}]
+  const StepGemm<float> gates_of(w, B, G, K, /*transposed=*/true);
+  const float *xp = xc.data_ptr<float>(), *bp = b.data_ptr<float>();
+  float *h = hs.data_ptr<float>(), *c = cs.data_ptr<float>(), *a = acts.data_ptr<float>(), *in = xh.data_ptr<float>();
+  float* tc = keep ? tcs.data_ptr<float>() : nullptr;
+  for_row_blocks(B, one_thread, [&](int64_t b0, int64_t b1) {
+    const int64_t n = b1 - b0;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t r = t * B * H + b0 * H, r1 = r + B * H;  // rows b0.. of step t, of step t + 1
+      float* a_t = (keep ? a + t * B * G : a) + b0 * G;
+      for (int64_t row = 0; row < n; ++row) {
+        std::copy_n(xp + (t * B + b0 + row) * I, I, in + (b0 + row) * K);
+        std::copy_n(h + r + row * H, H, in + (b0 + row) * K + I);
+      }
+      gates_of(in + b0 * K, a_t, 0.f, n);
+      lstm_step<float>(bp, 0, a_t, c + r, c + r1, tc ? tc + r : nullptr, h + r1, n, H);
+    }
+  });
+  return {hs, cs, acts, tcs};
+}
+
 
 template <typename T>
 void lstm_step_back(const T* acts, const T* c_prev, const T* tanh_c, const T* dh_out, const T* dc_out,
@@ -555,6 +607,8 @@ TORCH_LIBRARY(rnnlab_native, m) {
   m.def("matmul", &matmul);
   m.def("step_matmul", &step_matmul);
   m.def("lstm_forward", &lstm_forward);
+  m.def("lstm_forward_input", &lstm_forward_input);
+  m.def("has_step_kernel", &has_step_kernel);
   m.def("lstm_backward", &lstm_backward);
   m.def("gru_forward", &gru_forward);
   m.def("gru_backward", &gru_backward);
