@@ -201,3 +201,65 @@ def test_config_predict_options_are_the_defaults() -> None:
     cfg = OmegaConf.load(CONFIG_DIR / "task" / "sentiment.yaml")
     defaults = {k: p.default for k, p in inspect.signature(SentimentModule.predict_text).parameters.items() if k != "inputs" and k != "self"}
     assert OmegaConf.to_container(cfg.predict) == defaults
+
+
+def _vector_file(path: Path, rows: dict[str, list[float]], header: bool = False) -> Path:
+    lines = [f"{len(rows)} 5"] if header else []
+    lines += [word + " " + " ".join(f"{v:.4f}" for v in vec) for word, vec in rows.items()]
+    data = ("\n".join(lines) + "\n").encode()
+    if path.suffix == ".gz":
+        import gzip
+
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("name, header", [("glove.txt", False), ("word2vec.txt.gz", True)])
+def test_pretrained_vectors_start_the_embeddings(tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str, header: bool) -> None:
+    """Rows of found words (as spelled, else lower-cased; the vocabulary's spelling wins) take the
+    file's vectors, the rest keep their init, padding stays zero, the share found is logged."""
+    rows = {"W3": [1, 2, 3, 4, 5], "w4": [0.5] * 5, "W5": [9] * 5, "w5": [-1] * 5, "<pad>": [7] * 5, "absent": [3] * 5}
+    path = _vector_file(tmp_path / name, rows, header)
+    torch.manual_seed(0)
+    module = tiny_module(embeddings={"path": str(path), "freeze": True})
+    before = module.net.embed.weight.detach().clone()
+    with caplog.at_level("INFO"):
+        module.setup("fit")
+    weight = module.net.embed.weight.detach()
+    assert torch.equal(weight[VOCAB.index("w3")], torch.tensor(rows["W3"], dtype=torch.float32))
+    assert torch.equal(weight[VOCAB.index("w4")], torch.full((5,), 0.5))
+    assert torch.equal(weight[VOCAB.index("w5")], torch.full((5,), -1.0))  # its own spelling, not W5's
+    assert torch.equal(weight[0], torch.zeros(5))
+    untouched = [i for i, w in enumerate(VOCAB) if w not in ("w3", "w4", "w5", "<pad>")]
+    assert torch.equal(weight[untouched], before[untouched])
+    assert module.embeddings_found == 3 / len(VOCAB)
+    assert f"3 of {len(VOCAB)} vocabulary words (9.4%) found" in caplog.text
+    assert not module.net.embed.weight.requires_grad  # freeze
+    assert tiny_module(embeddings={"path": str(path), "freeze": False}).net.embed.weight.requires_grad
+    path.unlink()  # evaluation and prediction never read the file
+    module.setup("validate")
+    module.setup("predict")
+
+
+@pytest.mark.parametrize("case, content, message", [
+    ("missing", None, r"task\.embeddings\.path=.*missing\.txt: no such file"),
+    ("short", b"w3 1 2 3 4 5\nw4 1 2 3\n", r"missing\.txt, line 2: expected a word and 5 numbers, got 3 .*embedding_dim=5"),
+    ("text", b"w3 1 2 x 4 5\n", r"line 1: could not convert string to float: 'x'"),
+    ("latin1", b"w3 1 2 3 4 5\ncaf\xe9 1 2 3 4 5\n", r"line 2 is not UTF-8"),
+    ("empty", b"\n", r"holds no word vectors"),
+])
+def test_bad_vector_files_are_named_with_their_line(tmp_path: Path, case: str, content: bytes | None, message: str) -> None:
+    path = tmp_path / "missing.txt"
+    if content is not None:
+        path.write_bytes(content)
+    module = tiny_module(embeddings={"path": str(path)})
+    with pytest.raises(UserError, match=message):
+        module.setup("fit")
+
+
+@pytest.mark.parametrize("value, message", [({"path": 3}, r"task\.embeddings\.path=3"), ({"freeze": "yes"}, r"task\.embeddings\.freeze='yes'"),
+                                            ({"file": "a.txt"}, r"task\.embeddings=\{'file'")])
+def test_bad_embeddings_settings_are_named(value: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        tiny_module(embeddings=value)

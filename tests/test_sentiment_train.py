@@ -179,3 +179,25 @@ def test_sst2_trains_by_default(tmp_path: Path) -> None:
     overrides = ["task=sentiment", f"paths.data_dir={SHARED_DATA}", *TINY[1:], "trainer.limit_train_batches=20", "trainer.limit_test_batches=2", "logger=[]", "callbacks.model_checkpoint=null"]
     metrics = train(compose_cfg(tmp_path, overrides))
     assert metrics["step"] == 20 and 0.3 < metrics["val/acc"] < 1.0 and math.isfinite(metrics["test/f1"])
+
+
+def test_pretrained_vectors_through_train_py(tmp_path: Path, reviews: Path, capsys: pytest.CaptureFixture) -> None:
+    """task.embeddings.path: frozen vectors are the trained model's rows; a bad file exits 2, nothing written."""
+    vectors = {"film": [0.25] * 8, "Great": [-0.5] * 8}
+    glove = tmp_path / "vectors.txt"
+    glove.write_text("".join(w + " " + " ".join(map(str, v)) + "\n" for w, v in vectors.items()))
+    run = tmp_path / "run"
+    metrics = train(compose_cfg(run, [f"task.data.path={reviews}", *TINY, "logger=[]", f"task.embeddings.path={glove}",
+                                      "task.embeddings.freeze=true"]))
+    assert math.isfinite(metrics["test/acc"])
+    module = load_module(run / "checkpoints" / "best.ckpt")
+    weight = module.net.embed.weight
+    for word, vec in vectors.items():
+        assert torch.equal(weight[module.vocab.encode([word.lower()])[0]], torch.tensor(vec))
+    glove.write_text("film 0.25 0.25\n")
+    cfg = compose_cfg(tmp_path / "bad_run", [f"task.data.path={reviews}", *TINY, f"task.embeddings.path={glove}"])
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(cfg)
+    assert exit_info.value.code == 2
+    assert re.search(r"vectors\.txt, line 1: expected a word and 8 numbers, got 2", capsys.readouterr().err)
+    assert not (tmp_path / "bad_run" / "checkpoints").exists()

@@ -5,7 +5,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnlab.nn.kernels.common import matmul, needs_grad
+from rnnlab.nn.kernels.common import loop_for, matmul, needs_grad
+
+
+def forward_loop(xw: Tensor, h0: Tensor, w_hh: Tensor, relu: bool) -> Tensor:
+    """hs (T+1, B, H), h0 in slot 0: h_t = φ(xw_t + W h_{t-1}). The native `rnn_forward` is its twin."""
+    hs = xw.new_empty(xw.size(0) + 1, *xw.shape[1:])
+    hs[0] = h0
+    w_t = w_hh.t()
+    for x_t, h, h_new in zip(xw.unbind(0), hs.unbind(0), hs[1:].unbind(0)):
+        torch.addmm(x_t, h, w_t, out=h_new)
+        h_new.relu_() if relu else h_new.tanh_()
+    return hs
 
 
 def differentiable_backward(dhs: Tensor, h0: Tensor, w_hh: Tensor, hs: Tensor, relu: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -25,11 +36,7 @@ def differentiable_backward(dhs: Tensor, h0: Tensor, w_hh: Tensor, hs: Tensor, r
 class _RNNSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xw: Tensor, h0: Tensor, w_hh: Tensor, relu: bool) -> Tensor:
-        hs = torch.empty_like(xw)  # (T, B, H)
-        w_t, h = w_hh.t(), h0
-        for x_t, h_t in zip(xw.unbind(0), hs.unbind(0)):
-            torch.addmm(x_t, h, w_t, out=h_t)
-            h = h_t.relu_() if relu else h_t.tanh_()
+        hs = loop_for(xw, "rnn_forward", forward_loop)(xw, h0.contiguous(), w_hh, relu)[1:]  # (T, B, H)
         ctx.relu = relu
         ctx.save_for_backward(h0, w_hh, hs)
         return hs
@@ -59,8 +66,5 @@ def rnn_sequence(xw: Tensor, h0: Tensor, w_hh: Tensor, nonlinearity: str = "tanh
     relu = nonlinearity == "relu"
     if needs_grad(xw, h0, w_hh):
         return _RNNSequence.apply(xw.contiguous(), h0, w_hh, relu)
-    hs, h, w_t = torch.empty_like(xw), h0, w_hh.t()  # forward alone: nothing kept for a backward
-    for x_t, h_t in zip(xw.unbind(0), hs.unbind(0)):
-        h = torch.addmm(x_t, h, w_t, out=h_t)
-        h = h.relu_() if relu else h.tanh_()
-    return hs
+    xw = xw.contiguous()
+    return loop_for(xw, "rnn_forward", forward_loop)(xw, h0.contiguous(), w_hh, relu)[1:]

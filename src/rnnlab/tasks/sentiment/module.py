@@ -10,6 +10,7 @@ are plain values, so a checkpoint loads with `weights_only=True`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,11 +24,13 @@ from rnnlab.tasks.common import TaskModuleBase
 from rnnlab.tasks.sentiment.data import Batch
 from rnnlab.tasks.sentiment.model import ENCODERS, POOLINGS, BagOfNgrams, RecurrentEncoder, SentimentClassifier
 from rnnlab.tasks.sentiment.report import Mistake, confusion_image, mistakes_markdown, worst
-from rnnlab.tasks.sentiment.text import Vocab, check_tokenizer, pad_batch, tokenize
+from rnnlab.tasks.sentiment.text import PAD_ID, Vocab, check_tokenizer, pad_batch, tokenize
+from rnnlab.tasks.sentiment.vectors import load_vectors
 from rnnlab.tasks.settings import build_recurrent, layer_settings, optimizer_settings, scheduler_settings
 from rnnlab.utils.errors import UserError
 
 DEFAULT_OPTIMIZER = {"name": "adam", "lr": 1e-3}
+log = logging.getLogger(__name__)
 
 
 def _check(value: Any, key: str, ok: bool, want: str) -> None:
@@ -41,6 +44,19 @@ def _is_int(value: Any) -> bool:
 
 def _is_fraction(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+
+
+def _embeddings_settings(value: Any) -> dict[str, Any]:
+    """{"path": str | None, "freeze": bool} from task.embeddings (None: no pretrained vectors)."""
+    value = {} if value is None else value
+    if not isinstance(value, dict) or set(value) - {"path", "freeze"}:
+        raise UserError(f"task.embeddings={value!r}: must be {{path: <word2vec/GloVe text file> or null, freeze: true|false}}.")
+    path, freeze = value.get("path"), value.get("freeze", False)
+    if not (path is None or isinstance(path, str)):
+        raise UserError(f"task.embeddings.path={path!r}: must be a word2vec/GloVe text file's path, or null.")
+    if not isinstance(freeze, bool):
+        raise UserError(f"task.embeddings.freeze={freeze!r}: must be true or false.")
+    return {"path": path, "freeze": freeze}
 
 
 class SentimentModule(TaskModuleBase):
@@ -62,6 +78,9 @@ class SentimentModule(TaskModuleBase):
         optimizer: {"name": ..., **kwargs}; default Adam(lr=1e-3).
         scheduler: None, or {"name": "warmup_cosine" | "constant", **kwargs}, stepped every step.
         show_errors: misclassified validation sentences shown in TensorBoard at each validation end (0: none).
+        embeddings: {"path": a word2vec/GloVe text file or None, "freeze": bool}: pretrained vectors
+            that start a new training's word embeddings (read at fit start, so a checkpoint never
+            needs the file); freeze keeps the embeddings fixed.
     """
 
     name = "sentiment"
@@ -85,6 +104,7 @@ class SentimentModule(TaskModuleBase):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         show_errors: int = 5,
+        embeddings: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         _check(encoder, "encoder", encoder in ENCODERS, f"one of {ENCODERS} (rnn: the recurrent layer of model=; bag: the fastText-style baseline)")
@@ -94,6 +114,7 @@ class SentimentModule(TaskModuleBase):
         _check(embedding_dropout, "embedding_dropout", _is_fraction(embedding_dropout), "a number in [0, 1)")
         _check(bigram_buckets, "bigram_buckets", _is_int(bigram_buckets) and bigram_buckets >= 0, "a non-negative integer (0: no bigrams)")
         _check(show_errors, "show_errors", _is_int(show_errors) and show_errors >= 0, "a non-negative integer (0: none)")
+        embeddings = _embeddings_settings(embeddings)
         check_tokenizer(tokenizer, lowercase, "task.module")
         labels = [str(n) for n in labels]
         if len(labels) < 2 or len(set(labels)) != len(labels):
@@ -111,6 +132,7 @@ class SentimentModule(TaskModuleBase):
         self.vocab = Vocab(vocab)
         self.labels = labels
         self.net = SentimentClassifier(len(self.vocab), len(labels), embedding_dim, body, dropout, embedding_dropout)
+        self.net.embed.weight.requires_grad_(not embeddings["freeze"])
         C = len(labels)
         # One set per stage: validation and test must never share accumulated counts.
         self.stage_metrics = nn.ModuleDict({
@@ -123,6 +145,21 @@ class SentimentModule(TaskModuleBase):
         self._mistakes: list[Mistake] = []
 
     # ---- training --------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        # Before Lightning restores a checkpoint (a resumed run keeps its trained embeddings), and never
+        # for eval / predict: the vectors file is needed only to start a training.
+        path = self.hparams.embeddings["path"]
+        if stage == "fit" and path is not None:
+            vectors, found = load_vectors(path, self.vocab.words, self.hparams.embedding_dim)
+            found[PAD_ID] = False  # padding stays zero
+            with torch.no_grad():
+                weight = self.net.embed.weight
+                weight[found] = vectors[found].to(weight)
+            n = int(found.sum())
+            log.info("task.embeddings.path=%s: %d of %d vocabulary words (%.1f%%) found; the rest keep their "
+                     "random initialisation", path, n, len(found), 100 * n / len(found))
+            self.embeddings_found = n / len(found)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """x: (B, T) ids, lengths: (B,) → logits (B, C)."""

@@ -314,6 +314,47 @@ inline void store(const Vec<T>& v, T* p, int64_t n) {
   v.store(p, n);
 }
 
+// ---------------------------------------------------------------- Elman RNN
+
+// h = φ(x + a) in place of a, φ = tanh or relu.
+template <typename T>
+void rnn_step(const T* x, T* a, int64_t B, int64_t H, bool relu) {
+  for_rows(B, H, [&](int64_t b) {
+    const T* xb = x + b * H;
+    T* ab = a + b * H;
+    for_cols<T>(H, [&](int64_t j, int64_t n) {
+      Vec<T> pre = load(xb + j, n) + load(ab + j, n);
+      store(relu ? at::vec::clamp_min(pre, Vec<T>(T(0))) : tanh(pre), ab + j, n);
+    });
+  });
+}
+
+// xw: (T, B, H) = U x + b; returns hs (T+1, B, H) with h0 in slot 0 (the backward reads φ' from them).
+Tensor rnn_forward(const Tensor& xw, const Tensor& h0, const Tensor& w_hh, bool relu) {
+  TORCH_CHECK(xw.is_contiguous(), "rnn_forward: xw must be contiguous");
+  const int64_t T = xw.size(0), B = xw.size(1), H = xw.size(2);
+  const bool one_thread = serial_for(B, H, H);
+  SerialScope serial(one_thread);
+  const Tensor w = w_hh.contiguous();
+  Tensor hs = at::empty({T + 1, B, H}, xw.options());
+  hs[0].copy_(h0);
+  AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "rnn_forward", [&] {
+    using S = scalar_t;
+    const StepGemm<S> pre_of(w, B, H, H, /*transposed=*/true);  // W h_{t-1}
+    const S* x = xw.data_ptr<S>();
+    S* h = hs.data_ptr<S>();
+    for_row_blocks(B, one_thread, [&](int64_t b0, int64_t b1) {
+      const int64_t n = b1 - b0;
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t r = t * B * H + b0 * H;
+        pre_of(h + r, h + r + B * H, S(0), n);
+        rnn_step<S>(x + r, h + r + B * H, n, H, relu);
+      }
+    });
+  });
+  return hs;
+}
+
 // ---------------------------------------------------------------- LSTM (gates i, f, g, o)
 
 // gates holds W h_{t-1}; x is U x_t + b, one row of 4H every x_stride values (0: the same row, a
@@ -606,6 +647,7 @@ TORCH_LIBRARY(rnnlab_native, m) {
   m.def("set_onednn_from", &set_onednn_from);
   m.def("matmul", &matmul);
   m.def("step_matmul", &step_matmul);
+  m.def("rnn_forward", &rnn_forward);
   m.def("lstm_forward", &lstm_forward);
   m.def("lstm_forward_input", &lstm_forward_input);
   m.def("has_step_kernel", &has_step_kernel);
