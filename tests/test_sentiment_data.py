@@ -15,7 +15,7 @@ from conftest import SHARED_DATA
 from rnnlab.data import download
 from rnnlab.tasks.sentiment import SentimentDataModule, Vocab, tokenize
 from rnnlab.tasks.sentiment.data import BucketBatches, EncodedSplit, padding_share, stratified_split
-from rnnlab.tasks.sentiment.text import PAD_ID, UNK_ID, pad_batch
+from rnnlab.data.text import PAD_ID, UNK_ID, pad_batch
 from rnnlab.utils.errors import UserError
 
 POSITIVE = ["good", "great", "fun", "gripping", "funny", "superb"]
@@ -74,6 +74,7 @@ def test_tokenize_splits_punctuation_and_clitics_as_sst2_does() -> None:
     assert tokenize("co-writer/director Jackson's") == ["co-writer", "/", "director", "jackson", "'s"]
     assert tokenize("crème brûlée") == ["crème", "brûlée"]
     assert tokenize("Great, film", "whitespace") == ["great,", "film"]
+    assert tokenize("Ab c+1", "chars") == ["a", "b", " ", "c", "+", "1"] and tokenize("Ab", "chars", lowercase=False) == ["A", "b"]
     assert tokenize("Great film", lowercase=False) == ["Great", "film"]
     assert tokenize("   ") == [] and tokenize("") == []
 
@@ -289,7 +290,7 @@ def test_lines_without_tokens_can_be_skipped(tmp_path: Path, caplog: pytest.LogC
     [
         ({"batch_size": 0}, r"task.data.batch_size=0: must be a positive integer"),
         ({"split": [0.9, 0.2, 0.1]}, r"task.data.split=\[0.9, 0.2, 0.1\]: give three positive fractions"),
-        ({"tokenizer": "bpe"}, r"task.data.tokenizer='bpe': choose one of \('words', 'whitespace'\)"),
+        ({"tokenizer": "bpe"}, r"task.data.tokenizer='bpe': choose one of \('words', 'whitespace', 'chars'\)"),
         ({"empty_lines": "drop"}, r"task.data.empty_lines='drop': choose one of \('error', 'skip'\)"),
         ({"path": "a.csv", "files": {"pos": "p.txt"}}, r"task.data.path and task.data.files are both set"),
         ({"path": {"training": "a.csv"}}, r"names its files by split: train \(required\), val, test"),

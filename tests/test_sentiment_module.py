@@ -16,7 +16,7 @@ from rnnlab.tasks.contract import TaskDataModule, TaskModule
 from rnnlab.tasks.sentiment import SentimentDataModule, SentimentModule
 from rnnlab.tasks.sentiment.model import POOLINGS, Pooling
 from rnnlab.tasks.sentiment.report import Mistake, confusion_image, mistakes_markdown
-from rnnlab.tasks.sentiment.text import pad_batch
+from rnnlab.data.text import pad_batch
 from rnnlab.utils.errors import UserError
 from test_sentiment_data import make_reviews, write_csv
 

@@ -6,8 +6,8 @@ computes the weight gradient dW = Σ_t dgates_tᵀ h_{t-1} as ONE matmul over al
 T small ones. Everything that depends only on forward values (the gate derivatives) is computed
 for all steps at once before the reverse loop, so each step does the few ops that must be
 sequential. The loops exist twice, with one contract and the same math: in PyTorch ops (any
-device) and, for LSTM and GRU on CPU, in C++ (`native/`, compiled on first use) where each step is
-one matmul and one vectorised pass over the gates. A fused CUDA kernel would be a third.
+device) and, for LSTM and GRU (and the RNN's forward) on CPU, in C++ (`native/`, compiled on
+first use) where each step is one matmul and one vectorised pass over the gates. A fused CUDA kernel would be a third.
 """
 
 from rnnlab.nn.kernels.gru import gru_sequence

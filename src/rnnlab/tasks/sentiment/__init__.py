@@ -5,7 +5,7 @@ from rnnlab.tasks.contract import Task
 from rnnlab.tasks.sentiment.data import Batch, SentimentDataModule
 from rnnlab.tasks.sentiment.model import BagOfNgrams, Pooling, RecurrentEncoder, SentimentClassifier
 from rnnlab.tasks.sentiment.module import SentimentModule
-from rnnlab.tasks.sentiment.text import Vocab, tokenize
+from rnnlab.data.text import Vocab, tokenize
 
 TASK = Task(name="sentiment", datamodule=SentimentDataModule, module=SentimentModule)
 

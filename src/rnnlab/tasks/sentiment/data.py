@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rnnlab.data.download import SST2, fetch
 from rnnlab.tasks.sentiment.sources import SST2_LABELS, Example, label_mapping, ordered_labels, read_class_files, read_table
-from rnnlab.tasks.sentiment.text import PAD_ID, UNK_ID, Vocab, check_tokenizer, tokenize
+from rnnlab.data.text import PAD_ID, UNK_ID, Vocab, check_tokenizer, tokenize
 from rnnlab.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class SentimentDataModule(L.LightningDataModule):
             outside them is an error. None: SST-2's (0: negative, 1: positive), or those in the data.
         split: train/val/test fractions, for a source that is not split already (sum <= 1).
         split_seed: the seed of that split (kept apart from the training seed).
-        tokenizer, lowercase: how text becomes tokens (`rnnlab.tasks.sentiment.text.tokenize`).
+        tokenizer, lowercase: how text becomes tokens (`rnnlab.data.text.tokenize`).
         min_freq, max_size: the vocabulary keeps training tokens seen >= min_freq times, at most
             max_size of them (most frequent first; None: all).
         empty_lines: 'error' or 'skip' (with a warning) for lines with no tokens.

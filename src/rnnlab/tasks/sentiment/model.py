@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnlab.tasks.sentiment.text import PAD_ID
+from rnnlab.data.text import PAD_ID
 
 POOLINGS = ("last", "mean", "max", "attention")
 ENCODERS = ("rnn", "bag")

@@ -24,7 +24,7 @@ from rnnlab.tasks.common import TaskModuleBase
 from rnnlab.tasks.sentiment.data import Batch
 from rnnlab.tasks.sentiment.model import ENCODERS, POOLINGS, BagOfNgrams, RecurrentEncoder, SentimentClassifier
 from rnnlab.tasks.sentiment.report import Mistake, confusion_image, mistakes_markdown, worst
-from rnnlab.tasks.sentiment.text import PAD_ID, Vocab, check_tokenizer, pad_batch, tokenize
+from rnnlab.data.text import PAD_ID, Vocab, check_tokenizer, pad_batch, tokenize
 from rnnlab.tasks.sentiment.vectors import load_vectors
 from rnnlab.tasks.settings import build_recurrent, layer_settings, optimizer_settings, scheduler_settings
 from rnnlab.utils.errors import UserError

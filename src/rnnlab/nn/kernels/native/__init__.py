@@ -1,4 +1,4 @@
-"""Fused CPU loops for the LSTM and GRU kernels, compiled on first use (C++, `cells.cpp`).
+"""Fused CPU loops for the LSTM, GRU and RNN kernels, compiled on first use (C++, `cells.cpp`).
 
 Compiled once per machine with torch's JIT extension builder and cached (TORCH_EXTENSIONS_DIR,
 default ~/.cache/torch_extensions). Where no compiler is present or the build fails, `ops()`

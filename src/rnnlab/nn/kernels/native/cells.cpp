@@ -1,4 +1,4 @@
-// Fused CPU loops for the LSTM and GRU kernels (rnnlab/nn/kernels/{lstm,gru}.py).
+// Fused CPU loops for the LSTM, GRU and RNN kernels (rnnlab/nn/kernels/{lstm,gru,rnn}.py).
 //
 // The Python kernels do each step as ~8 separate tensor ops; on small sizes the per-op overhead is
 // the cost, on large ones each op streams the gates through memory again. Here each step is one

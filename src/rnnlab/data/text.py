@@ -1,6 +1,6 @@
-"""Words and their ids: the tokeniser and the vocabulary of the sentiment task.
+"""Tokens and their ids: the tokenisers and the vocabulary the text tasks share.
 
-Both are plain values (a tokeniser name, a lower-case flag, a list of words), stored in the
+Both are plain values (a tokeniser name, a lower-case flag, a list of tokens), stored in a task's
 checkpoint, so `predict.py` reads raw text exactly as the model was trained to.
 """
 
@@ -23,13 +23,14 @@ PAD_ID, UNK_ID = 0, 1
 # ("do n't", "film 's"); every other punctuation character is a token of its own ("funny," ->
 # funny ,), since "!" or "?" carry sentiment.
 _WORDS = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+(?:-\w+)*|[^\w\s]")
-TOKENIZERS = ("words", "whitespace")
+TOKENIZERS = ("words", "whitespace", "chars")
 
 
 def check_tokenizer(tokenizer: object, lowercase: object, where: str = "task.data") -> None:
     """UserError unless `tokenizer` is one of TOKENIZERS and `lowercase` a bool."""
     if tokenizer not in TOKENIZERS:
-        raise UserError(f"{where}.tokenizer={tokenizer!r}: choose one of {TOKENIZERS} (words: punctuation split off; whitespace: split on spaces only).")
+        raise UserError(f"{where}.tokenizer={tokenizer!r}: choose one of {TOKENIZERS} (words: punctuation split off; "
+                        "whitespace: split on spaces only; chars: every character, spaces included).")
     if not isinstance(lowercase, bool):
         raise UserError(f"{where}.lowercase={lowercase!r}: must be true or false.")
 
@@ -38,11 +39,14 @@ def tokenize(text: str, tokenizer: str = "words", lowercase: bool = True) -> lis
     """`text` as a list of tokens ([] for a line of blanks).
 
     Args:
-        tokenizer: 'words' (punctuation and clitics split off, see `_WORDS`) or 'whitespace'.
+        tokenizer: 'words' (punctuation and clitics split off, see `_WORDS`), 'whitespace', or
+            'chars' (every character; [] for an empty string).
         lowercase: fold case first ("Great" and "great" are one word).
     """
     if lowercase:
         text = text.lower()
+    if tokenizer == "chars":
+        return list(text)
     return _WORDS.findall(text) if tokenizer == "words" else text.split()
 
 
