@@ -6,13 +6,14 @@
 Each argument is a run directory or any folder above runs: every run found below it (a folder with
 TensorBoard event files or a Lightning metrics.csv) is one curve. A curve is named by the Hydra
 overrides that differ between the runs (`model=gru`), else by its folder. Also prints each run's
-last and best value.
+last and best value (the lowest of a loss, the highest of an accuracy).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,8 @@ def find_sources(root: Path) -> list[Path]:
     """Folders below `root` with TensorBoard events or a metrics.csv (one per logger of a run)."""
     events = {p.parent for p in root.rglob("events.out.tfevents*")}
     csvs = {p.parent for p in root.rglob("metrics.csv")}
-    return sorted(events | csvs)
+    number = lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))]  # noqa: E731  job 2 before job 10
+    return sorted(events | csvs, key=number)
 
 
 def run_dir(source: Path) -> Path:
@@ -98,6 +100,11 @@ def label_runs(runs: list[Run]) -> None:
         run.label = " ".join(varying) or run.path.name
 
 
+def higher_is_better(metric: str) -> bool:
+    """Losses, perplexities and bits fall as a model improves; accuracies, F1 and BLEU rise."""
+    return not any(word in metric for word in ("loss", "bpc", "ppl", "perplexity"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", type=Path, help="run directories, or folders above them (a sweep)")
@@ -120,18 +127,24 @@ def main(argv: list[str] | None = None) -> int:
         for run, label in zip(runs, args.labels):
             run.label = label
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for run in runs:
+    many = len(runs) > 6  # then the legend goes beside the axes, where it hides no curve
+    fig, ax = plt.subplots(figsize=(10.5 if many else 7, 4.5), dpi=120)
+    colors = plt.get_cmap("tab20" if len(runs) > 10 else "tab10").colors
+    for i, run in enumerate(runs):
         use_time = args.x == "time" and run.times
         xs = [t / 60 for t in run.times] if use_time else run.steps
         short = run.label if len(run.label) <= 60 else run.label[:57] + "..."  # keep the legend inside the figure
-        ax.plot(xs, run.values, marker="o" if len(xs) < 30 else None, markersize=3, label=short)
-        print(f"{run.label}: last {run.values[-1]:.4f}, best {min(run.values):.4f} ({run.path})")
+        ax.plot(xs, run.values, marker="o" if len(xs) < 30 else None, markersize=3, label=short, color=colors[i % len(colors)])
+        best = max(run.values) if higher_is_better(args.metric) else min(run.values)
+        print(f"{run.label}: last {run.values[-1]:.4f}, best {best:.4f} ({run.path})")
     ax.set_xlabel("wall-clock minutes" if args.x == "time" else "step")
     ax.set_ylabel(args.metric)
     ax.set_title(args.title or args.metric)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    if many:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize="small")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)

@@ -43,6 +43,7 @@ ENCODERS = [
     pytest.param(dict(cell="gru", num_layers=1), id="gru"),
     pytest.param(dict(cell="rnn"), id="rnn"),
     pytest.param(dict(cell="layernorm_lstm", num_layers=1), id="layernorm_lstm"),
+    pytest.param(dict(cell="gru", num_layers=1, ensemble=2), id="gru_ensemble"),
     pytest.param(dict(cell="lstm", layer="torch"), id="torch_lstm"),
 ]
 
@@ -263,3 +264,16 @@ def test_bad_vector_files_are_named_with_their_line(tmp_path: Path, case: str, c
 def test_bad_embeddings_settings_are_named(value: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
         tiny_module(embeddings=value)
+
+
+def test_an_ensemble_averages_its_members_probabilities() -> None:
+    torch.manual_seed(0)
+    module = tiny_module(ensemble=3).double()
+    members = module.net.members
+    assert len(members) == 3 and not torch.equal(members[0].embed.weight, members[1].embed.weight)  # own initialisations
+    x, lengths = pad_batch([[5, 9, 2], [7, 3, 3, 4, 11]])
+    probs = torch.stack([m(x, lengths).softmax(1) for m in members]).mean(0)
+    torch.testing.assert_close(module(x, lengths).softmax(1), probs, atol=1e-12, rtol=0)
+    assert module.predict_proba(["w5 w9", "w1"]).shape == (2, 3)
+    with pytest.raises(UserError, match=r"task\.module\.ensemble=0: must be a positive integer"):
+        tiny_module(ensemble=0)

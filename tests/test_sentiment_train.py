@@ -68,8 +68,9 @@ def test_every_model_trains(tmp_path: Path, reviews: Path, model: str) -> None:
     assert all(math.isfinite(metrics[k]) for k in ("val/acc", "test/acc", "test/f1", "test/loss", "train/loss"))
 
 
-@pytest.mark.parametrize("options", [["task.module.encoder=bag"], ["task.module.encoder=bag", "task.module.bigram_buckets=0"], ["+model.bidirectional=true", "task.module.pooling=last"]],
-                         ids=["bag", "bag-words", "bi-last"])
+@pytest.mark.parametrize("options", [["task.module.encoder=bag"], ["task.module.encoder=bag", "task.module.bigram_buckets=0"], ["+model.bidirectional=true", "task.module.pooling=last"],
+                                     ["task.module.ensemble=2"]],
+                         ids=["bag", "bag-words", "bi-last", "ensemble"])
 def test_baseline_and_bidirectional_train(tmp_path: Path, reviews: Path, options: list[str]) -> None:
     metrics = train(compose_cfg(tmp_path, [f"task.data.path={reviews}", *TINY, *FAST, *options, "logger=[]"]))
     assert metrics["step"] == 3 and math.isfinite(metrics["test/acc"])

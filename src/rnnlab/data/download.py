@@ -56,6 +56,21 @@ SST2: dict[str, RemoteFile] = {
     ]
 }
 
+# Multi30k task 1 (Elliott et al. 2016): German-English image captions, raw (cased, untokenised), one
+# sentence a line, line i of .de translating line i of .en; 29,000 / 1,014 / 1,000 (test_2016_flickr).
+_MULTI30K = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw"
+MULTI30K: dict[str, RemoteFile] = {
+    name: RemoteFile(url=f"{_MULTI30K}/{name}.gz", sha256=sha, relpath=f"multi30k/{name}.gz")
+    for name, sha in [
+        ("train.de", "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6"),
+        ("train.en", "d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f"),
+        ("val.de", "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a"),
+        ("val.en", "14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28"),
+        ("test_2016_flickr.de", "9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8"),
+        ("test_2016_flickr.en", "611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9"),
+    ]
+}
+
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The data directory: `data_dir` if given, else `$RNNLAB_DATA_DIR`, else `./data`."""

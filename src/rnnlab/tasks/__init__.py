@@ -20,6 +20,7 @@ from rnnlab.utils.errors import UserError
 TASKS: dict[str, str] = {
     "charlm": "rnnlab.tasks.charlm",
     "sentiment": "rnnlab.tasks.sentiment",
+    "seq2seq": "rnnlab.tasks.seq2seq",
 }
 
 

@@ -116,3 +116,10 @@ class TaskModuleBase(L.LightningModule):
         module = cls(**hparams)  # checks every value (plain settings from fixed tables only)
         module.load_state_dict(checkpoint["state_dict"])
         return module.eval()
+
+
+def markdown_escape(text: str) -> str:
+    """`text` shown as is by a Markdown renderer: '<unk>' would be dropped as an HTML tag, '|' would
+    end a table cell, and '*', '_', '`', '[' would start formatting."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\|*_`\[\]])", r"\\\1", text)

@@ -8,6 +8,8 @@ only; so a sentence alone and the same sentence padded in a batch give the same 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -132,3 +134,23 @@ class SentimentClassifier(nn.Module):
         """x: (B, T) ids, PAD_ID past each length; lengths: (B,) int64, each >= 1 → logits (B, C)."""
         emb = self.embed_drop(self.embed(x))
         return self.head(self.drop(self.encoder(x, emb, lengths)))
+
+
+class Ensemble(nn.Module):
+    """Several classifiers of the same kind, each from its own initialisation, trained side by side on
+    their own losses; the prediction averages their class probabilities (returned as the log of that
+    mean, so that softmax and argmax read it as logits). Independent members make independent
+    errors, which the average cancels (Hansen & Salamon 1990; Lakshminarayanan et al. 2017).
+    """
+
+    def __init__(self, members: list[SentimentClassifier]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def member_logits(self, x: Tensor, lengths: Tensor) -> list[Tensor]:
+        return [m(x, lengths) for m in self.members]
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """x: (B, T) ids, lengths: (B,) → log of the members' mean probabilities (B, C)."""
+        logp = torch.stack([logits.log_softmax(1) for logits in self.member_logits(x, lengths)])  # (n, B, C)
+        return torch.logsumexp(logp, 0) - math.log(len(self.members))

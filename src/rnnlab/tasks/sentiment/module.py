@@ -22,7 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from rnnlab.tasks.common import TaskModuleBase
 from rnnlab.tasks.sentiment.data import Batch
-from rnnlab.tasks.sentiment.model import ENCODERS, POOLINGS, BagOfNgrams, RecurrentEncoder, SentimentClassifier
+from rnnlab.tasks.sentiment.model import ENCODERS, POOLINGS, BagOfNgrams, Ensemble, RecurrentEncoder, SentimentClassifier
 from rnnlab.tasks.sentiment.report import Mistake, confusion_image, mistakes_markdown, worst
 from rnnlab.data.text import PAD_ID, Vocab, check_tokenizer, pad_batch, tokenize
 from rnnlab.tasks.sentiment.vectors import load_vectors
@@ -81,6 +81,8 @@ class SentimentModule(TaskModuleBase):
         embeddings: {"path": a word2vec/GloVe text file or None, "freeze": bool}: pretrained vectors
             that start a new training's word embeddings (read at fit start, so a checkpoint never
             needs the file); freeze keeps the embeddings fixed.
+        ensemble: n independently initialised models trained side by side, each on its own loss, whose
+            probabilities are averaged to predict (1: one model). n times the cost, one checkpoint.
     """
 
     name = "sentiment"
@@ -105,6 +107,7 @@ class SentimentModule(TaskModuleBase):
         scheduler: dict[str, Any] | None = None,
         show_errors: int = 5,
         embeddings: dict[str, Any] | None = None,
+        ensemble: int = 1,
     ) -> None:
         super().__init__()
         _check(encoder, "encoder", encoder in ENCODERS, f"one of {ENCODERS} (rnn: the recurrent layer of model=; bag: the fastText-style baseline)")
@@ -121,18 +124,27 @@ class SentimentModule(TaskModuleBase):
             raise UserError(f"labels={labels}: a classifier needs at least two distinct class names.")
         # Normalised before save_hyperparameters reads them: checkpoints keep the plain forms only.
         model = layer_settings(model)
-        if encoder == "rnn":
-            body: nn.Module = RecurrentEncoder(build_recurrent(model, embedding_dim), pooling)  # first: a bad model.* is named before a bad optimizer
-        else:
-            body = BagOfNgrams(embedding_dim, bigram_buckets)
+        _check(ensemble, "ensemble", _is_int(ensemble) and ensemble >= 1, "a positive integer (1: one model; n: n models averaged)")
+
+        def member() -> SentimentClassifier:
+            if encoder == "rnn":
+                body: nn.Module = RecurrentEncoder(build_recurrent(model, embedding_dim), pooling)  # first: a bad model.* is named before a bad optimizer
+            else:
+                body = BagOfNgrams(embedding_dim, bigram_buckets)
+            return SentimentClassifier(len(vocab), len(labels), embedding_dim, body, dropout, embedding_dropout)
+
+        members = [member() for _ in range(ensemble)]
         optimizer = optimizer_settings(DEFAULT_OPTIMIZER if optimizer is None else optimizer)
         scheduler = scheduler_settings(scheduler)
         vocab = list(vocab)
         self.save_hyperparameters(logger=False)  # to TensorBoard once, at the end, with the final metrics
         self.vocab = Vocab(vocab)
         self.labels = labels
-        self.net = SentimentClassifier(len(self.vocab), len(labels), embedding_dim, body, dropout, embedding_dropout)
-        self.net.embed.weight.requires_grad_(not embeddings["freeze"])
+        # One model is the net itself (and its checkpoints' keys stay those of a plain classifier).
+        self.net = members[0] if ensemble == 1 else Ensemble(members)
+        self.members = [members[0]] if ensemble == 1 else list(self.net.members)
+        for m in self.members:
+            m.embed.weight.requires_grad_(not embeddings["freeze"])
         C = len(labels)
         # One set per stage: validation and test must never share accumulated counts.
         self.stage_metrics = nn.ModuleDict({
@@ -154,8 +166,8 @@ class SentimentModule(TaskModuleBase):
             vectors, found = load_vectors(path, self.vocab.words, self.hparams.embedding_dim)
             found[PAD_ID] = False  # padding stays zero
             with torch.no_grad():
-                weight = self.net.embed.weight
-                weight[found] = vectors[found].to(weight)
+                for m in self.members:
+                    m.embed.weight[found] = vectors[found].to(m.embed.weight)
             n = int(found.sum())
             log.info("task.embeddings.path=%s: %d of %d vocabulary words (%.1f%%) found; the rest keep their "
                      "random initialisation", path, n, len(found), 100 * n / len(found))
@@ -167,7 +179,9 @@ class SentimentModule(TaskModuleBase):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         lengths, x, y = batch
-        loss = F.cross_entropy(self.net(x, lengths), y)
+        # An ensemble's members learn side by side, each from its own loss (not the average's).
+        losses = [F.cross_entropy(logits, y) for logits in ([self.net(x, lengths)] if len(self.members) == 1 else self.net.member_logits(x, lengths))]
+        loss = torch.stack(losses).mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=y.numel())
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=y.numel())
         return loss

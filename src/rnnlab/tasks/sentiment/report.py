@@ -3,12 +3,13 @@ the validation sentences the model got most confidently wrong, as a Markdown tab
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from torch import Tensor
+
+from rnnlab.tasks.common import markdown_escape
 
 
 @dataclass(frozen=True)
@@ -25,13 +26,6 @@ class Mistake:
 def worst(mistakes: Sequence[Mistake], n: int) -> list[Mistake]:
     """The `n` most confident mistakes, most confident first."""
     return sorted(mistakes, key=lambda m: -m.probability)[:n]
-
-
-def markdown_escape(text: str) -> str:
-    """`text` shown as is by a Markdown renderer: '<unk>' would be dropped as an HTML tag, '|' would
-    end a table cell, and '*', '_', '`', '[' would start formatting."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return re.sub(r"([\\|*_`\[\]])", r"\\\1", text)
 
 
 def mistakes_markdown(mistakes: Sequence[Mistake]) -> str:

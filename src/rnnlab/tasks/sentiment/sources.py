@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnlab.data.files import read_lines
 from rnnlab.utils.errors import UserError
 
 # SST-2 as the GLUE files write it: label (0/1), then the sentence; a header on every file.
@@ -31,34 +32,6 @@ class Example:
     @property
     def where(self) -> str:
         return f"{self.path}, line {self.line}"
-
-
-def read_lines(path: str | os.PathLike, field: str) -> list[str]:
-    """The lines of a UTF-8 text file (without line breaks), or a UserError naming `field`.
-
-    Refused: a missing file, a directory, a binary file (NUL bytes), a non-UTF-8 file (the error
-    gives the line and byte), an empty file.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{field}={path}: no such file (looked for {path.resolve()}). Point {field} at a UTF-8 text file.")
-    if not path.is_file():
-        raise UserError(f"{field}={path} is not a regular file. Point {field} at a UTF-8 text file.")
-    raw = path.read_bytes()
-    if b"\x00" in raw:  # valid UTF-8 may hold NUL, but no text file does: it is binary
-        line = raw[: raw.index(0)].count(b"\n") + 1
-        raise UserError(f"{field}={path} looks binary (a NUL byte on line {line}). Point {field} at a UTF-8 text file.")
-    try:
-        text = raw.decode("utf-8-sig")  # -sig drops a leading byte-order mark
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise UserError(
-            f"{field}={path} is not UTF-8 text: line {line} holds byte 0x{raw[e.start]:02x} (offset {e.start}), which "
-            f"cannot be decoded ({e.reason}). Convert the file first, e.g. `iconv -f latin1 -t utf-8 {path.name}`."
-        ) from e
-    if not text.strip():
-        raise UserError(f"{field}={path} is empty. Give a file with one labelled example a line.")
-    return text.splitlines()
 
 
 def _delimiter(path: Path, first_line: str, delimiter: str | None) -> str:
