@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
 import torch
 from torch import Tensor, nn
 
@@ -116,6 +117,38 @@ class TaskModuleBase(L.LightningModule):
         module = cls(**hparams)  # checks every value (plain settings from fixed tables only)
         module.load_state_dict(checkpoint["state_dict"])
         return module.eval()
+
+
+class StagedEvaluation:
+    """Validation and test as one loop per stage, for a task module that accumulates its metrics
+    itself: it defines `_eval_start()`, `_eval_step(batch, stage)` and `_eval_end(stage)`, and gets
+    Lightning's six hooks here. `_reporting()` says whether this validation draws its TensorBoard
+    report: while fitting (not eval.py, not the sanity check), with a TensorBoard logger."""
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_start()
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    def _tensorboard(self) -> list[TensorBoardLogger]:
+        return [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+
+    def _reporting(self) -> bool:
+        trainer = self._trainer
+        return trainer is not None and trainer.state.fn == "fit" and not trainer.sanity_checking and bool(self._tensorboard())
 
 
 def markdown_escape(text: str) -> str:

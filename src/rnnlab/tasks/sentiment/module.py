@@ -16,11 +16,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from rnnlab.tasks.common import TaskModuleBase
+from rnnlab.tasks.common import StagedEvaluation, TaskModuleBase
 from rnnlab.tasks.sentiment.data import Batch
 from rnnlab.tasks.sentiment.model import ENCODERS, POOLINGS, BagOfNgrams, Ensemble, RecurrentEncoder, SentimentClassifier
 from rnnlab.tasks.sentiment.report import Mistake, confusion_image, mistakes_markdown, worst
@@ -59,7 +58,7 @@ def _embeddings_settings(value: Any) -> dict[str, Any]:
     return {"path": path, "freeze": freeze}
 
 
-class SentimentModule(TaskModuleBase):
+class SentimentModule(StagedEvaluation, TaskModuleBase):
     """Lightning wrapper: training, evaluation metrics, TensorBoard reports, prediction, checkpoints.
 
     Args:
@@ -215,33 +214,8 @@ class SentimentModule(TaskModuleBase):
         for metric in metrics.values():
             metric.reset()
 
-    def on_validation_epoch_start(self) -> None:
-        self._eval_start()
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._eval_start()
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")
 
     # ---- TensorBoard: confusion matrix and mistakes ----------------------------------------
-
-    def _tensorboard(self) -> list[TensorBoardLogger]:
-        return [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
-
-    def _reporting(self) -> bool:
-        """Whether this validation draws its report: while fitting (not eval.py), with TensorBoard."""
-        trainer = self._trainer
-        return trainer is not None and trainer.state.fn == "fit" and not trainer.sanity_checking and bool(self._tensorboard())
 
     def _collect_mistakes(self, x: Tensor, lengths: Tensor, y: Tensor, logits: Tensor) -> None:
         n = self.hparams.show_errors

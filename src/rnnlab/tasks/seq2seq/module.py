@@ -20,11 +20,10 @@ from typing import Any
 import sacrebleu
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
 from rnnlab.data.text import PAD_ID
-from rnnlab.tasks.common import TaskModuleBase
+from rnnlab.tasks.common import StagedEvaluation, TaskModuleBase
 from rnnlab.tasks.seq2seq.data import BOS_ID, EOS_ID, Batch, Codec
 from rnnlab.tasks.seq2seq.model import ATTENTIONS, Seq2Seq, max_target_length
 from rnnlab.tasks.seq2seq.report import attention_image, samples_markdown
@@ -70,7 +69,7 @@ def _decode(value: Any) -> dict[str, Any]:
     return out
 
 
-class Seq2SeqModule(TaskModuleBase):
+class Seq2SeqModule(StagedEvaluation, TaskModuleBase):
     """Lightning wrapper: training with teacher forcing, decoding metrics, reports, prediction.
 
     Args:
@@ -212,32 +211,8 @@ class Seq2SeqModule(TaskModuleBase):
         if stage == "val" and self._reporting():
             self._report()
 
-    def on_validation_epoch_start(self) -> None:
-        self._eval_start()
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._eval_start()
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")
 
     # ---- TensorBoard -------------------------------------------------------------------------
-
-    def _tensorboard(self) -> list[TensorBoardLogger]:
-        return [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
-
-    def _reporting(self) -> bool:
-        trainer = self._trainer
-        return trainer is not None and trainer.state.fn == "fit" and not trainer.sanity_checking and bool(self._tensorboard())
 
     def _report(self) -> None:
         pairs = self._split_pairs("val") or []
