@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv at the repository root and installs rnnlab into it (./rnnlab runs this for you).
 # Idempotent: a second run re-uses the venv and installs nothing new.
-#   bash setup.sh                     # CPU: pins torch==2.13.0 first (a CPU build), then rnnlab[dev]
+#   bash setup.sh                     # CPU: pins torch==2.13.0 first (a CPU build), then rnnlab[dev,sweep]
 #   RNNLAB_TORCH=system bash setup.sh # keep the torch (e.g. a CUDA build) already installed for python3
 #   bash setup.sh --if-needed         # silent, and does nothing, when .venv was set up from these very
 #                                     # setup.sh and pyproject.toml (what ./rnnlab calls before each command)
@@ -29,6 +29,6 @@ if [ "$TORCH" != system ]; then
     .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null \
         || .venv/bin/pip install -q torch==2.13.0
 fi
-.venv/bin/pip install -q -e ".[dev]"
+.venv/bin/pip install -q -e ".[dev,sweep]"
 .venv/bin/python -c "import rnnlab, torch; print(f'rnnlab ready: torch {torch.__version__}, cuda={torch.cuda.is_available()}')"
 echo "$WANT" > "$STAMP"

@@ -208,7 +208,7 @@ def test_rnnlab_command_sets_up_once_then_runs(tmp_path: Path) -> None:
     first = rnnlab("test", "-k", "x")
     assert first.returncode == 0, first.stderr
     lines = calls.read_text().splitlines()
-    assert lines[0] == f"python3 [{repo}] -m venv .venv" and f"pip [{repo}] install -q -e .[dev]" in lines
+    assert lines[0] == f"python3 [{repo}] -m venv .venv" and f"pip [{repo}] install -q -e .[dev,sweep]" in lines
     assert lines[-1] == f"python [{repo}] -m pytest -q -k x"
     second = rnnlab("test")  # set up already: nothing printed, nothing installed
     assert (second.returncode, second.stdout, second.stderr) == (0, "", "")

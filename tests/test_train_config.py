@@ -103,7 +103,8 @@ def test_help_lists_the_groups_and_options() -> None:
     for line in [
         "task: charlm",
         "model: gru, layernorm_lstm, lstm, rnn, torch_gru, torch_lstm, torch_rnn",
-        "trainer: cpu, gpu",
+        "trainer: cpu, ddp, ddp_cpu, gpu",
+        "hparams_search: charlm_optuna, sentiment_optuna, seq2seq_optuna",
         "logger: csv, tensorboard",
         "debug: fast, overfit",
         "experiment: charlm_shakespeare",

@@ -82,7 +82,8 @@ def test_resume_from_last_continues_where_it_stopped(tmp_path: Path, tiny_corpus
 
     assert resumed["step"] == straight["step"] == 3 * steps_per_epoch
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
-    assert ckpt["epoch"] == 2 and ckpt["global_step"] == 3 * steps_per_epoch
+    # Written when training ended (callbacks.step_checkpoint's save_last), after the third epoch.
+    assert ckpt["epoch"] == 3 and ckpt["global_step"] == 3 * steps_per_epoch
     # Adam's step count only reaches 3 epochs' worth if its state came back from last.ckpt.
     adam_steps = {float(s["step"]) for s in ckpt["optimizer_states"][0]["state"].values()}
     assert adam_steps == {3.0 * steps_per_epoch}

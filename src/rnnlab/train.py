@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,6 +30,7 @@ from rnnlab.tasks import get_task
 from rnnlab.tasks.common import checkpoint_task, load_checkpoint
 from rnnlab.tasks.settings import layer_settings
 from rnnlab.utils.callbacks import Throughput
+from rnnlab.utils.checkpoint_io import AtomicCheckpointIO
 from rnnlab.utils.errors import UserError, quiet_known_warnings
 from rnnlab.utils.sweep import write_metrics
 
@@ -58,6 +61,13 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then test the best checkpoint; returns the run's final metrics (also in metrics.json).
+    See `fit_and_test`."""
+    return fit_and_test(cfg)[0]
+
+
+def fit_and_test(cfg: DictConfig) -> tuple[dict[str, float], tuple[str, str]]:
+    """Fit, then test the best checkpoint; returns the run's final metrics (also in metrics.json)
+    and the module's monitored (metric, mode).
 
     The task's monitored metric (charlm: `val/loss`) is the best value of the run, the one the
     best checkpoint has; `<metric>_last` is the last validation's. The task adds what follows from
@@ -67,6 +77,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         UserError: a bad file, option or value; the message names it and says how to fix it.
     """
     quiet_known_warnings()
+    check_ddp_launch(cfg)
     task = get_task(cfg.task.name)
     ckpt_path = cfg.get("ckpt_path")
     checkpoint = None
@@ -84,12 +95,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module = construct(task.module, {**module_kwargs(cfg), **sizes}, "task.module")
     if checkpoint is not None:
         check_checkpoint_fits(module, checkpoint, ckpt_path, sizes)
+    check_sweep_direction(cfg, module.monitor)
     if cfg.trainer.get("accelerator") == "cpu":
-        set_threads(cfg.get("threads", "auto"), module, getattr(datamodule, "batch_size", None))
+        set_threads(cfg.get("threads", "auto"), module, getattr(datamodule, "batch_size", None), share=cpu_processes(cfg))
 
-    trainer: L.Trainer = build_trainer(
-        cfg.trainer, callbacks=build_callbacks(cfg.get("callbacks"), module.monitor), logger=build_loggers(cfg.get("logger")) or False
-    )
+    extra = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}  # a kill never leaves a torn last.ckpt
+    callbacks = build_callbacks(cfg.get("callbacks"), module.monitor)
+    if cfg.trainer.get("enable_checkpointing") is False:  # Lightning refuses checkpoint callbacks then: none is wanted
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)]
+    trainer: L.Trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg.get("logger")) or False, **extra)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - start
@@ -108,18 +122,70 @@ def train(cfg: DictConfig) -> dict[str, float]:
             final = {f"hparams/{k.replace('/', '_')}": v for k, v in metrics.items() if math.isfinite(v)}
             logger.log_hyperparams(flat_hparams(cfg), final)
             logger.finalize("success")
-    if OmegaConf.select(cfg, "paths.output_dir", throw_on_missing=False):
+    if OmegaConf.select(cfg, "paths.output_dir", throw_on_missing=False) and trainer.is_global_zero:
         write_metrics(cfg.paths.output_dir, metrics)
     log.info("final metrics: %s", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-    return metrics
+    return metrics, module.monitor
 
 
-def set_threads(setting: Any, module: L.LightningModule, batch: int | None) -> int:
+def check_sweep_direction(cfg: DictConfig, monitor: tuple[str, str]) -> None:
+    """UserError when a sweeper that optimises the task's monitored metric (Optuna's `direction`)
+    would go the wrong way: minimising an accuracy, maximising a loss."""
+    if not HydraConfig.initialized():
+        return
+    direction = str(HydraConfig.get().sweeper.get("direction") or "")
+    metric = cfg.get("optimized_metric") or monitor[0]
+    if direction not in ("minimize", "maximize") or metric != monitor[0]:
+        return
+    want = "minimize" if monitor[1] == "min" else "maximize"
+    if direction != want:
+        raise UserError(
+            f"hydra.sweeper.direction={direction}, but the metric it optimises, {metric}, is better when "
+            f"{'lower' if monitor[1] == 'min' else 'higher'} (the task's monitor): set hydra.sweeper.direction={want}."
+        )
+
+
+def check_ddp_launch(cfg: DictConfig) -> None:
+    """UserError for DDP inside a sweep that Lightning would have to launch itself: it starts ranks
+    1..n-1 by running the command line again, and in a `-m` sweep that line is the whole sweep."""
+    from rnnlab.utils.sweep import in_multirun
+
+    trainer = cfg.trainer
+    devices, nodes = trainer.get("devices"), trainer.get("num_nodes") or 1
+    several = (devices == -1 or (isinstance(devices, int) and devices > 1) or nodes > 1) and "ddp" in str(trainer.get("strategy") or "")
+    launched = int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "RANK" in os.environ  # SLURM / torchrun started every rank
+    if several and in_multirun() and not launched:
+        raise UserError(
+            f"trainer.strategy={trainer.strategy} with {devices} devices inside a -m sweep: Lightning would start the "
+            f"extra ranks by running the sweep's command line again. Run DDP jobs one at a time (no -m), or sweep "
+            f"on SLURM with hydra/launcher=slurm and hydra.launcher.tasks_per_node=<devices> (the scheduler starts "
+            f"every rank), see the README's \"Scale out\"."
+        )
+
+
+def cpu_processes(cfg: DictConfig) -> int:
+    """How many processes share this machine's cores with this one: a joblib sweep's n_jobs
+    (hydra/launcher=joblib), times the ranks of a DDP run on the CPU (trainer=ddp_cpu)."""
+    n = 1
+    if HydraConfig.initialized():
+        launcher = HydraConfig.get().launcher
+        if "joblib" in str(launcher.get("_target_", "")).lower():
+            n_jobs = int(launcher.get("n_jobs") or 1)
+            n *= n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)  # joblib: -1 is every core
+    trainer = cfg.trainer
+    if "ddp" in str(trainer.get("strategy") or "") and isinstance(trainer.get("devices"), int) and trainer.devices > 0:
+        n *= trainer.devices
+    return n
+
+
+def set_threads(setting: Any, module: L.LightningModule, batch: int | None, share: int = 1) -> int:
     """Set torch's CPU thread count for this run and return it: `threads=auto` picks one thread where
-    a step of the model's recurrent layer is small (rnnlab.nn.threads), else leaves torch's count;
-    a number sets it."""
+    a step of the model's recurrent layer is small (rnnlab.nn.threads), else torch's count divided
+    among the `share` processes that run side by side (a parallel sweep's jobs, DDP ranks: each
+    taking every core would slow them all down many times over); a number sets it."""
     if setting == "auto":
         threads = DEFAULT_THREADS if batch is None else threads_for_model(module, batch)
+        threads = max(1, threads // max(share, 1))
     elif isinstance(setting, int) and not isinstance(setting, bool) and setting > 0:
         threads = setting
     else:
@@ -240,11 +306,10 @@ def main(cfg: DictConfig) -> float | None:
     from rnnlab.utils.sweep import in_multirun, record_failure
 
     try:
-        metrics = train(cfg)
+        metrics, monitor = fit_and_test(cfg)
     except Exception as e:
         if not in_multirun():
             raise
         record_failure(OmegaConf.select(cfg, "paths.output_dir", throw_on_missing=False), e)
         return math.nan
-    name = cfg.get("optimized_metric") or get_task(cfg.task.name).module.monitor[0]
-    return metrics.get(name, math.nan)
+    return metrics.get(cfg.get("optimized_metric") or monitor[0], math.nan)

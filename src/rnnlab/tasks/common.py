@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.tasks.settings import build_optimization
-from rnnlab.utils.errors import UserError
+from rnnlab.utils.errors import TrainingDiverged, UserError
 
 State = Tensor | tuple[Tensor, ...]
 M = TypeVar("M", bound="TaskModuleBase")
@@ -93,13 +93,51 @@ class TaskModuleBase(L.LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
             return
         norm = nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val or math.inf)
+        # Before the optimizer step: a NaN/inf gradient stops the run with the weights still finite,
+        # so no checkpoint is ever written from them (a per-step check: one device sync on a GPU).
+        if not torch.isfinite(norm):
+            raise TrainingDiverged(self._divergence_message(norm))
         self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, Tensor):  # kept as a tensor: reading it every step would sync a GPU
+            self._last_loss = (self.global_step, loss.detach())
+
+    def _divergence_message(self, norm: Tensor) -> str:
+        last = getattr(self, "_last_loss", None)
+        if last is not None and torch.isfinite(last[1]):
+            before = f"the last finite training loss was {float(last[1]):.4g}, at step {last[0]}"
+        else:
+            before = "no earlier step had a finite loss"
+        ckpt = self.trainer.checkpoint_callback if self._trainer is not None else None
+        kept = f" {ckpt.dirpath}/last.ckpt holds the last checkpoint written before it, untouched." if ckpt is not None and ckpt.dirpath else ""
+        return (
+            f"Training diverged at step {self.global_step + 1} (epoch {self.current_epoch}): the gradient norm is "
+            f"{float(norm)} (the loss or its gradient is NaN or infinite); {before}. The run stopped before this step "
+            f"changed any weight.{kept} Lower the learning rate (task.module.optimizer.lr), clip harder "
+            f"(trainer.gradient_clip_val), or resume from that checkpoint with ckpt_path= and a lower rate."
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[TASK_KEY] = self.name  # so predict.py / eval.py find the task from the file alone
 
     def derived_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
         return {}
+
+    def gather_over_ranks(self, obj: Any) -> list[Any]:
+        """[rank 0's obj, rank 1's, ...] under DDP, where each rank evaluated its share of a split
+        (torch.distributed.all_gather_object: plain Python values); [obj] in one process."""
+        if self._trainer is None or self.trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return [obj]
+        out: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def sum_over_ranks(self, *values: float) -> list[float]:
+        """Each value summed over the DDP ranks (as is in one process)."""
+        parts = self.gather_over_ranks(values)
+        return [sum(p[i] for p in parts) for i in range(len(values))]
 
     @classmethod
     def from_checkpoint(cls: type[M], path: str | Path, *, checkpoint: Mapping[str, Any] | None = None) -> M:

@@ -56,3 +56,21 @@ class Throughput(L.Callback):
     def mean(self) -> float:
         """Tokens per second over the whole run so far."""
         return self.tokens / self.seconds if self.seconds > 0 else float("nan")
+
+
+class StepSeed(L.Callback):
+    """Seeds torch's RNG before every training batch from (seed, epoch, batch index, rank), so the
+    randomness of a step (dropout masks, teacher forcing draws) depends on where training is, not
+    on how much randomness came before it: a run resumed in mid-epoch draws what the uninterrupted
+    run drew, and every DDP rank draws its own.
+
+    Args:
+        seed: the run's seed; None: no seeding (the run is not reproducible anyway).
+    """
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.seed is not None:
+            torch.manual_seed(hash((self.seed, trainer.current_epoch, batch_idx, trainer.global_rank)) % (1 << 62))

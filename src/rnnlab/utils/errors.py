@@ -15,6 +15,11 @@ class UserError(ValueError):
     """
 
 
+class TrainingDiverged(UserError):
+    """The loss or its gradient became NaN or infinite; the message names the step, the last finite
+    loss and the checkpoint left intact (the usual fix is a lower learning rate)."""
+
+
 def quiet_known_warnings() -> None:
     """Silence warnings that are expected here and would only bury the useful log lines."""
     # The data is in-memory tensors: worker processes would only add start-up time, and the
@@ -22,3 +27,6 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     # Lightning 2.6 calls a pytree API that torch deprecates; nothing for us to change.
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
+    # Under DDP the tasks add up their ranks' evaluation sums themselves (TaskModuleBase.sum_over_ranks)
+    # before logging; Lightning cannot tell and suggests sync_dist, which would average them again.
+    warnings.filterwarnings("ignore", r".*when logging on epoch level in distributed setting.*")

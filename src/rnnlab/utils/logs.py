@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -27,9 +29,38 @@ def route_lightning_logs() -> None:
             logger.removeHandler(handler)
 
 
+def launched_rank() -> int:
+    """This process's global rank as its launcher set it (torchrun's RANK, SLURM's SLURM_PROCID in a
+    job of several tasks, Lightning's NODE_RANK / LOCAL_RANK for the ranks it starts); 0 when alone."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
+        return int(os.environ["SLURM_PROCID"])
+    node, local = int(os.environ.get("NODE_RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    return 0 if node == local == 0 else max(node, 1) * 1000 + local  # not zero is all that matters
+
+
+def drop_log_file_off_rank_zero() -> bool:
+    """On a DDP rank other than 0, stop writing the run's log file and remove the one Hydra just
+    opened for this rank (rank 0's log is the run's); returns whether it did. The console stays."""
+    if launched_rank() == 0:
+        return False
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+            path = Path(handler.baseFilename)
+            if path.is_file() and path.stat().st_size == 0:
+                path.unlink()
+    return True
+
+
 class LightningLogsOnce(Callback):
     """Hydra callback (configs/hydra/default.yaml): `route_lightning_logs` at the start of each job,
-    when Hydra's handlers (console, <run>/<entry point>.log) are in place."""
+    when Hydra's handlers (console, <run>/<entry point>.log) are in place; a DDP rank other than 0
+    writes no log file (`drop_log_file_off_rank_zero`)."""
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        drop_log_file_off_rank_zero()
         route_lightning_logs()

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from rnnlab.data.batches import EpochIndices, ResumableTraining, base_seed, rank_world
 from rnnlab.data.download import TINY_SHAKESPEARE, fetch
 from rnnlab.utils.errors import UserError
 
@@ -123,10 +124,12 @@ class StreamWindows(Dataset):
             only full windows are served. True (evaluation): streams hold ceil((n-1)/B) pairs, the
             last one padded with IGNORE_INDEX targets, and the last window may be shorter, so every
             pair is served exactly once.
-    Item k: x (B, T), y (B, T), reset=(k == 0).
+        rank, world: serve only this process's streams, every `world`-th from the `rank`-th (DDP:
+            the ranks together cover each window once, and each rank carries its own streams' state).
+    Item k: x (B/world, T), y (B/world, T), reset=(k == 0).
     """
 
-    def __init__(self, data: Tensor, batch_size: int, bptt: int, cover_all: bool = False) -> None:
+    def __init__(self, data: Tensor, batch_size: int, bptt: int, cover_all: bool = False, rank: int = 0, world: int = 1) -> None:
         pairs = data.numel() - 1
         B, T = batch_size, bptt
         length = math.ceil(pairs / B) if cover_all else pairs // B
@@ -134,7 +137,7 @@ class StreamWindows(Dataset):
         y = torch.full((B * length,), IGNORE_INDEX, dtype=data.dtype)
         used = min(pairs, B * length)
         x[:used], y[:used] = data[:used], data[1 : used + 1]
-        self.x, self.y = x.view(B, length), y.view(B, length)
+        self.x, self.y = x.view(B, length)[rank::world], y.view(B, length)[rank::world]
         self.bptt = T
         self.num_windows = math.ceil(length / T) if cover_all else length // T
 
@@ -151,11 +154,16 @@ class StreamWindows(Dataset):
 class RandomWindows(Dataset):
     """`batch_size` windows of `bptt` pairs at random offsets; each item starts from a zero state.
 
-    Offsets come from torch's global generator, so `seed` makes them reproducible.
+    Item k of epoch e draws its offsets from its own generator, seeded by (seed, e, k, rank): the same
+    windows however far a run got before (an exact resume), and other windows on every DDP rank.
     """
 
-    def __init__(self, data: Tensor, batch_size: int, bptt: int, num_batches: int) -> None:
+    def __init__(self, data: Tensor, batch_size: int, bptt: int, num_batches: int, seed: int = 0, rank: int = 0) -> None:
         self.data, self.batch_size, self.bptt, self.num_batches = data, batch_size, bptt, num_batches
+        self.seed, self.rank, self.epoch = seed, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.num_batches
@@ -163,7 +171,8 @@ class RandomWindows(Dataset):
     def __getitem__(self, k: int) -> Batch:
         if not 0 <= k < self.num_batches:
             raise IndexError(k)
-        starts = torch.randint(0, self.data.numel() - self.bptt, (self.batch_size, 1))
+        g = torch.Generator().manual_seed(hash((self.seed, self.epoch, k, self.rank)) % (1 << 62))
+        starts = torch.randint(0, self.data.numel() - self.bptt, (self.batch_size, 1), generator=g)
         idx = starts + torch.arange(self.bptt)
         return self.data[idx], self.data[idx + 1], True
 
@@ -171,7 +180,7 @@ class RandomWindows(Dataset):
 WINDOWS = ("sequential", "random")
 
 
-class CharLMDataModule(L.LightningDataModule):
+class CharLMDataModule(ResumableTraining, L.LightningDataModule):
     """Train/val/test character streams of one UTF-8 file, served as TBPTT windows.
 
     Args:
@@ -270,18 +279,28 @@ class CharLMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.splits["train"]
+        rank, world = rank_world()
+        if self.batch_size % world:
+            raise UserError(
+                f"task.data.batch_size={self.batch_size} streams cannot be shared evenly by {world} processes (trainer.devices "
+                f"x trainer.num_nodes): make it a multiple of {world}, e.g. task.data.batch_size={self.batch_size // world * world or world}."
+            )
         if self.windows == "random":
             per_epoch = (data.numel() - 1) // (self.batch_size * self.bptt)  # same characters per epoch
-            ds: Dataset = RandomWindows(data, self.batch_size, self.bptt, max(1, per_epoch))
+            ds: Dataset = RandomWindows(data, self.batch_size // world, self.bptt, max(1, per_epoch), base_seed(), rank)
         else:
-            ds = StreamWindows(data, self.batch_size, self.bptt)
-        # batch_size=None: items are already batches; the order is the TBPTT order, never shuffled.
-        return DataLoader(ds, batch_size=None, shuffle=False)
+            ds = StreamWindows(data, self.batch_size, self.bptt, rank=rank, world=world)
+        # Items are already batches; the order is the TBPTT order, never shuffled, and a resumed run
+        # continues at the window after the last one it trained on (its carried state is in the checkpoint).
+        return self.resumable(ds, EpochIndices(ds))
 
     def _eval_loader(self, split: str) -> DataLoader:
         data = self.splits[split]
+        rank, world = rank_world()
         batch = min(self.eval_batch_size, data.numel() - 1)
-        return DataLoader(StreamWindows(data, batch, self.bptt, cover_all=True), batch_size=None, shuffle=False)
+        # Under DDP each rank evaluates its own streams; the module adds up the ranks' sums and counts.
+        ds = StreamWindows(data, batch, self.bptt, cover_all=True, rank=rank, world=min(world, batch))
+        return DataLoader(ds, batch_size=None, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

@@ -101,6 +101,9 @@ def check_sampling(length: Any, temperature: Any, top_k: Any) -> None:
         raise UserError(f"top_k={top_k!r}: must be a positive integer, or null to sample from every character.")
 
 
+CARRIED_STATE_KEY = "rnnlab_carried_state"  # checkpoint entry: the training windows' carried state
+
+
 class CharLMModule(TaskModuleBase):
     """Lightning wrapper: TBPTT training, whole-split evaluation, samples, checkpoint round trip.
 
@@ -154,6 +157,7 @@ class CharLMModule(TaskModuleBase):
         self._train_state: State | None = None
         self._eval_state: State | None = None
         self._eval_sum = self._eval_count = None
+        self._resumed_state = False
 
     # ---- training -------------------------------------------------------------------------
 
@@ -170,7 +174,10 @@ class CharLMModule(TaskModuleBase):
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self._train_state = None  # the data also says reset at window 0; this covers resumed epochs
+        # The data also says reset at window 0; a run resumed in mid-epoch keeps the state it restored.
+        if not self._resumed_state:
+            self._train_state = None
+        self._resumed_state = False
 
     # ---- evaluation: the mean over every target of the split, with the state carried -------
 
@@ -187,7 +194,8 @@ class CharLMModule(TaskModuleBase):
         self._eval_count += (y != IGNORE_INDEX).sum()
 
     def _eval_end(self, stage: str) -> Tensor:
-        loss = (self._eval_sum / self._eval_count.clamp(min=1)).float()
+        total, count = self.sum_over_ranks(float(self._eval_sum), int(self._eval_count))  # DDP: each rank has its streams
+        loss = torch.tensor(total / max(count, 1), dtype=torch.float32, device=self.device)
         self.log_dict({f"{stage}/loss": loss, f"{stage}/bpc": loss / math.log(2), f"{stage}/ppl": loss.exp()}, prog_bar=stage == "val")
         return loss
 
@@ -276,7 +284,19 @@ class CharLMModule(TaskModuleBase):
 
     # ---- checkpoints -----------------------------------------------------------------------
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        # The state carried between windows: a run resumed in mid-epoch goes on from it, as the
+        # uninterrupted run would have (a list of tensors: loadable with weights_only=True).
+        state = self._train_state
+        if state is not None:
+            checkpoint[CARRIED_STATE_KEY] = [state] if isinstance(state, Tensor) else list(state)
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        carried = checkpoint.get(CARRIED_STATE_KEY)
+        if carried is not None:
+            self._train_state = carried[0] if len(carried) == 1 else tuple(carried)
+            self._resumed_state = True
         stored = checkpoint.get("hyper_parameters", {}).get("vocab")
         if stored is not None and list(stored) != self.vocab.chars:
             raise UserError(

@@ -24,17 +24,17 @@ Validation and test batches are sorted by length. A batch is `Batch(lengths, x, 
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
+from rnnlab.data.batches import BucketBatches, ResumableTraining
 from rnnlab.data.download import SST2, fetch
 from rnnlab.tasks.sentiment.sources import SST2_LABELS, Example, label_mapping, ordered_labels, read_class_files, read_table
 from rnnlab.data.text import PAD_ID, UNK_ID, Vocab, check_tokenizer, tokenize
@@ -78,35 +78,6 @@ class EncodedSplit(Dataset):
         return Batch(lengths, self.ids[pos].masked_fill_(~real, PAD_ID), self.labels[idx])
 
 
-class BucketBatches(Sampler[list[int]]):
-    """Batches of sentence indices with similar lengths.
-
-    Args:
-        lengths: (N,) sentence lengths.
-        batch_size: sentences per batch (the last batch of a chunk may hold fewer).
-        shuffle: True (training): a new random bucketing every epoch, from torch's global RNG (so
-            `seed` fixes it); False: sorted by length, shortest first.
-        bucket_batches: batches per sorted chunk; larger means less padding but batches less random.
-    """
-
-    def __init__(self, lengths: Tensor, batch_size: int, shuffle: bool, bucket_batches: int = 50) -> None:
-        self.lengths, self.batch_size, self.shuffle, self.bucket_batches = lengths, batch_size, shuffle, bucket_batches
-
-    def __len__(self) -> int:
-        return math.ceil(self.lengths.numel() / self.batch_size)  # every chunk but the last is whole batches
-
-    def batches(self) -> list[Tensor]:
-        if not self.shuffle:
-            return list(self.lengths.argsort(stable=True).split(self.batch_size))
-        out: list[Tensor] = []
-        for chunk in torch.randperm(self.lengths.numel()).split(self.batch_size * self.bucket_batches):
-            out += chunk[self.lengths[chunk].argsort(stable=True)].split(self.batch_size)
-        return [out[i] for i in torch.randperm(len(out)).tolist()]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return (b.tolist() for b in self.batches())
-
-
 def padding_share(batches: Sequence[Tensor], lengths: Tensor) -> float:
     """The fraction of padded positions in `batches` of sentence indices (0: no padding)."""
     padded = sum(len(b) * int(lengths[b].max()) for b in batches)
@@ -140,7 +111,7 @@ def _positive_int(value: object, key: str, allow_none: bool = False) -> None:
         raise UserError(f"task.data.{key}={value!r}: must be a positive integer{' or null' if allow_none else ''}.")
 
 
-class SentimentDataModule(L.LightningDataModule):
+class SentimentDataModule(ResumableTraining, L.LightningDataModule):
     """Train/val/test labelled sentences as bucketed batches of word ids.
 
     Args:
@@ -336,8 +307,11 @@ class SentimentDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         data = self.splits[split]
-        # batch_size=None: the sampler yields whole batches of indices, and the dataset builds each in one gather.
-        return DataLoader(data, sampler=BucketBatches(data.lengths, batch_size, shuffle, self.bucket_batches), batch_size=None)
+        # The sampler yields whole batches of indices, and the dataset builds each in one gather.
+        batches = BucketBatches(data.lengths, batch_size, shuffle, self.bucket_batches)
+        if shuffle:  # training: resumable in mid-epoch
+            return self.resumable(data, batches)
+        return DataLoader(data, sampler=batches, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)

@@ -206,7 +206,8 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
 
     def _eval_end(self, stage: str) -> None:
         metrics = self.stage_metrics[stage]
-        values = {f"{stage}/loss": (self._loss_sum / self._count.clamp(min=1)).float(),
+        total, count = self.sum_over_ranks(float(self._loss_sum), int(self._count))  # DDP: each rank has its share
+        values = {f"{stage}/loss": torch.tensor(total / max(count, 1), dtype=torch.float32, device=self.device),
                   f"{stage}/acc": metrics["acc"].compute(), f"{stage}/f1": metrics["f1"].compute()}
         self.log_dict(values, prog_bar=stage == "val")
         if stage == "val" and self._reporting():

@@ -22,15 +22,16 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
+from rnnlab.data.batches import BucketBatches, ResumableTraining
 from rnnlab.data.download import MULTI30K, fetch
 from rnnlab.data.files import read_lines
 from rnnlab.data.text import PAD, PAD_ID, UNK, Vocab, tokenize
@@ -194,37 +195,10 @@ class PairsDataset(Dataset):
         return Batch(torch.tensor([len(s) for s in src]), x, tin, tout, torch.tensor(indices))
 
 
-class BucketBatches(Sampler):
-    """Batches of indices of similar source length: sorted within random chunks of `bucket`
-    batches (shuffle), or in length order (no shuffle: evaluation)."""
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool, bucket: int, seed: int = 0) -> None:
-        self.lengths, self.batch_size, self.shuffle, self.bucket, self.seed = list(lengths), batch_size, shuffle, bucket, seed
-        self.epoch = 0
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order = list(range(len(self.lengths)))
-        if self.shuffle:
-            rng = random.Random(self.seed + self.epoch)
-            self.epoch += 1
-            rng.shuffle(order)
-            chunk = self.batch_size * self.bucket
-            order = [i for c in range(0, len(order), chunk) for i in sorted(order[c : c + chunk], key=self.lengths.__getitem__)]
-            batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-            rng.shuffle(batches)
-        else:
-            order.sort(key=self.lengths.__getitem__)
-            batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        return iter(batches)
-
-    def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
-
-
 # ---------------------------------------------------------------- the data module
 
 
-class Seq2SeqDataModule(L.LightningDataModule):
+class Seq2SeqDataModule(ResumableTraining, L.LightningDataModule):
     """Source -> target pairs as bucketed batches (see the module docstring for the sources).
 
     Args:
@@ -366,7 +340,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         data = self.splits[split]
-        return DataLoader(data, sampler=BucketBatches(data.lengths, batch_size, shuffle, self.bucket_batches), batch_size=None)
+        batches = BucketBatches(data.lengths, batch_size, shuffle, self.bucket_batches)
+        if shuffle:  # training: resumable in mid-epoch
+            return self.resumable(data, batches)
+        return DataLoader(data, sampler=batches, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, True)

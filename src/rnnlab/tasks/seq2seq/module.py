@@ -198,6 +198,9 @@ class Seq2SeqModule(StagedEvaluation, TaskModuleBase):
 
     def _eval_end(self, stage: str) -> None:
         e = self._eval
+        parts = self.gather_over_ranks(e)  # DDP: each rank decoded its share; BLEU needs the whole corpus
+        if len(parts) > 1:
+            e = {k: sum((p[k] for p in parts), [] if isinstance(v, list) else 0) for k, v in e.items()}
         # Characters are the tokens of the synthetic tasks: BLEU over character n-grams there (over
         # whole strings, one "word" each, every 2- to 4-gram would be missing and BLEU 0).
         bleu = lambda hyp: sacrebleu.corpus_bleu(hyp, [e["ref"]], tokenize="char" if self.target.tokenizer == "chars" else "13a").score  # noqa: E731

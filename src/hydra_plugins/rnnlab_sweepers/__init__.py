@@ -1,0 +1,1 @@
+"""rnnlab's Hydra plugins (Hydra loads plugins from the hydra_plugins namespace only)."""
