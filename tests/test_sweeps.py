@@ -75,3 +75,18 @@ def test_submitit_local_launcher(tmp_path: Path, data: dict[str, str]) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert [r["status"] for r in rows(sweep)] == ["ok", "ok"]
     assert list((sweep / ".submitit").glob("*/*_log.out"))  # submitit ran them as its own jobs
+
+
+@pytest.mark.parametrize("task", ["charlm", "sentiment", "seq2seq"])
+def test_each_tasks_search_goes_the_way_of_its_monitor(tmp_path: Path, task: str) -> None:
+    from conftest import compose_cfg
+    from rnnlab.tasks import get_task
+
+    cfg = compose_cfg(tmp_path, [f"hparams_search={task}_optuna"])
+    assert cfg.task.name == task and cfg.hydra.sweeper.study_name == task
+    assert cfg.hydra.sweeper._target_ == "hydra_plugins.rnnlab_sweepers.optuna.ResumableOptunaSweeper"
+    monitor = (cfg.task.module.monitor, "min" if cfg.task.module.monitor == "val/loss" else "max") if task == "seq2seq" else get_task(task).module.monitor
+    assert cfg.optimized_metric == monitor[0]
+    assert cfg.hydra.sweeper.direction == ("minimize" if monitor[1] == "min" else "maximize")
+    assert {"task.module.optimizer.lr", "model.hidden_size", "task.module.dropout", "model"} <= set(cfg.hydra.sweeper.params)
+    assert cfg.hydra.sweeper.storage == f"sqlite:///{cfg.paths.log_dir}/optuna/{task}.db"

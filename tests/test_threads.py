@@ -47,6 +47,17 @@ def test_train_sets_the_count_by_the_model_and_refuses_bad_settings() -> None:
             set_threads(bad, tiny, batch=8)
 
 
+def test_parallel_jobs_and_ddp_ranks_share_the_cores(cfg_factory) -> None:
+    from rnnlab.train import cpu_processes
+
+    big = Recurrent("lstm", 8, 512)
+    assert set_threads("auto", big, batch=64, share=2) == max(1, policy.DEFAULT_THREADS // 2)
+    assert set_threads(3, big, batch=64, share=2) == 3  # a number is the user's: kept
+    assert cpu_processes(cfg_factory()) == 1
+    assert cpu_processes(cfg_factory("trainer=ddp_cpu")) == 2
+    assert cpu_processes(cfg_factory("trainer=ddp_cpu", "trainer.devices=3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")) == 6
+
+
 needs_native = pytest.mark.skipif(native.ops() is None, reason="native CPU loops did not build here")
 
 

@@ -173,6 +173,12 @@ class CharLMModule(TaskModuleBase):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=x.size(0))
         return loss
 
+    def gradient_probe(self, batch: Batch) -> tuple[nn.Module, Tensor, Any]:
+        """What rnnlab.utils.diagnostics.GradientThroughTime differentiates: the recurrent layer, its
+        input on `batch` (from a zero state), and the loss of the window's last character given h_T."""
+        x, y, _ = batch
+        return self.net.rnn, self.net.embed(x), lambda h_last: F.cross_entropy(self.net.head(h_last), y[:, -1])
+
     def on_train_epoch_start(self) -> None:
         # The data also says reset at window 0; a run resumed in mid-epoch keeps the state it restored.
         if not self._resumed_state:
