@@ -102,7 +102,7 @@ def test_help_lists_the_groups_and_options() -> None:
     assert done.returncode == 0, done.stderr
     for line in [
         "task: charlm",
-        "model: gru, layernorm_lstm, lstm, rnn, torch_gru, torch_lstm, torch_rnn",
+        "model: gru, layernorm_lstm, lstm, mingru, minlstm, rnn, torch_gru, torch_lstm, torch_rnn",
         "trainer: cpu, ddp, ddp_cpu, gpu",
         "hparams_search: charlm_optuna, sentiment_optuna, seq2seq_optuna",
         "logger: csv, tensorboard",
