@@ -29,21 +29,20 @@ def route_lightning_logs() -> None:
             logger.removeHandler(handler)
 
 
-def launched_rank() -> int:
-    """This process's global rank as its launcher set it (torchrun's RANK, SLURM's SLURM_PROCID in a
-    job of several tasks, Lightning's NODE_RANK / LOCAL_RANK for the ranks it starts); 0 when alone."""
+def launched_as_rank_zero() -> bool:
+    """Whether this process is rank 0 (or alone) as its launcher set it: torchrun's RANK, SLURM's
+    SLURM_PROCID in a job of several tasks, Lightning's NODE_RANK / LOCAL_RANK for the ranks it starts."""
     if "RANK" in os.environ:
-        return int(os.environ["RANK"])
+        return int(os.environ["RANK"]) == 0
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
-        return int(os.environ["SLURM_PROCID"])
-    node, local = int(os.environ.get("NODE_RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    return 0 if node == local == 0 else max(node, 1) * 1000 + local  # not zero is all that matters
+        return int(os.environ["SLURM_PROCID"]) == 0
+    return int(os.environ.get("NODE_RANK", "0")) == 0 and int(os.environ.get("LOCAL_RANK", "0")) == 0
 
 
 def drop_log_file_off_rank_zero() -> bool:
     """On a DDP rank other than 0, stop writing the run's log file and remove the one Hydra just
     opened for this rank (rank 0's log is the run's); returns whether it did. The console stays."""
-    if launched_rank() == 0:
+    if launched_as_rank_zero():
         return False
     root = logging.getLogger()
     for handler in list(root.handlers):
