@@ -112,6 +112,18 @@ def run_main(cfg):
     return run(main, cfg, run_dir=cfg.paths.output_dir)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (`pytestmark = pytest.mark.usefixtures("one_thread")`):
+    tiny tensors gain nothing from threads, and on a busy machine each op's thread hand-off costs ms."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _restore_threads():
     """train.py sets torch's thread count for its process (`threads: auto`); tests share one process."""

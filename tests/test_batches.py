@@ -51,8 +51,10 @@ def test_resumable_loader_continues_the_epoch_it_was_saved_in() -> None:
         def __getitem__(self, idx: list[int]) -> list[int]:
             return [data[i] for i in idx]
 
+    trained = {"n": 0}  # what the trainer reports it consumed
+
     def loader() -> ResumableLoader:
-        return ResumableLoader(Rows(), BucketBatches(lengths, 8, shuffle=True, seed=3))
+        return ResumableLoader(Rows(), BucketBatches(lengths, 8, shuffle=True, seed=3), consumed=lambda: trained["n"])
 
     straight = loader()
     epochs = [list(straight), list(straight)]  # two epochs: different orders
@@ -61,6 +63,7 @@ def test_resumable_loader_continues_the_epoch_it_was_saved_in() -> None:
     first = loader()
     it = iter(first)
     seen = [next(it) for _ in range(8)]  # a fetcher one batch ahead: 7 consumed
+    trained["n"] = 7
     state = first.state_dict()
     assert state == {"epoch": 0, "consumed": 7}
     resumed = loader()
@@ -70,6 +73,7 @@ def test_resumable_loader_continues_the_epoch_it_was_saved_in() -> None:
 
     done = loader()
     list(done)  # a whole epoch: the next one starts fresh
+    trained["n"] = 25
     assert done.state_dict() == {"epoch": 0, "consumed": 25}
     after = loader()
     after.load_state_dict(done.state_dict())

@@ -20,13 +20,7 @@ from rnnlab.data.text import pad_batch
 from rnnlab.utils.errors import UserError
 from test_sentiment_data import make_reviews, write_csv
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy machine each op's thread hand-off costs ms."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 VOCAB = ["<pad>", "<unk>"] + [f"w{i}" for i in range(30)]

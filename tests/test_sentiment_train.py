@@ -38,13 +38,7 @@ FAST = ["+trainer.fast_dev_run=3", "callbacks.model_checkpoint=null"]  # debug=f
 MODELS = ["rnn", "gru", "lstm", "layernorm_lstm", "torch_rnn", "torch_gru", "torch_lstm"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Batches of 8 short sentences gain nothing from threads; on a busy machine each op's hand-off costs ms."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,7 @@ from rnnlab.tasks.seq2seq.synthetic import generate, split_pairs
 from rnnlab.tasks.settings import build_recurrent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ---------------------------------------------------------------- data

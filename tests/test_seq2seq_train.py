@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import SHARED_DATA, compose_cfg, run_main
 from rnnlab.evaluate import evaluate
@@ -33,12 +32,7 @@ TINY = [
 FAST = ["+trainer.fast_dev_run=3", "callbacks.model_checkpoint=null", "logger=[]"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.parametrize("options", [

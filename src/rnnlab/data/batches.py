@@ -138,30 +138,15 @@ class ResumableLoader(DataLoader):
         dataset: the items.
         sampler: the epoch's order; `set_epoch(e)` is called before each epoch when it has one.
         consumed: how many batches of the epoch in progress the trainer has consumed (train.py's
-            data modules pass the trainer's own count). None: the batches handed out, less the one
-            Lightning's fetcher holds in advance.
+            data modules pass the trainer's own count, `ResumableTraining`).
     """
 
-    def __init__(self, dataset: Dataset, sampler: Sampler, consumed: Callable[[], int] | None = None, **kwargs: Any) -> None:
+    def __init__(self, dataset: Dataset, sampler: Sampler, consumed: Callable[[], int], **kwargs: Any) -> None:
         super().__init__(dataset, sampler=_Resume(sampler), batch_size=None, **kwargs)
         self._consumed = consumed
-        self._handed = 0
-        self._exhausted = False
-
-    def __iter__(self) -> Iterator[Any]:
-        skipped = self.sampler.skip
-        self._handed, self._exhausted = skipped, False
-        for item in super().__iter__():
-            self._handed += 1
-            yield item
-        self._exhausted = True
 
     def state_dict(self) -> dict[str, int]:
-        if self._consumed is not None:
-            consumed = self._consumed()
-        else:
-            consumed = self._handed - (0 if self._exhausted else 1)
-        return {"epoch": max(self.sampler.epoch - 1, 0), "consumed": max(consumed, 0)}
+        return {"epoch": max(self.sampler.epoch - 1, 0), "consumed": max(self._consumed(), 0)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         epoch, consumed = int(state["epoch"]), int(state["consumed"])
@@ -182,6 +167,14 @@ class ResumableTraining:
 
     _train_loader: ResumableLoader | None = None
     _loader_state: dict[str, int] | None = None
+
+    def bucketed_loader(self, data: Dataset, batch_size: int, shuffle: bool, bucket_batches: int) -> DataLoader:
+        """Length-bucketed batches of `data` (it has `lengths`; indexed by a list, it builds a whole
+        batch): resumable when shuffled (training), in length order otherwise (evaluation)."""
+        batches = BucketBatches(data.lengths, batch_size, shuffle, bucket_batches)
+        if shuffle:
+            return self.resumable(data, batches)
+        return DataLoader(data, sampler=batches, batch_size=None)
 
     def resumable(self, dataset: Dataset, sampler: Sampler) -> ResumableLoader:
         loader = ResumableLoader(dataset, sampler, consumed=self._consumed)

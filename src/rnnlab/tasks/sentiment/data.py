@@ -306,12 +306,7 @@ class SentimentDataModule(ResumableTraining, L.LightningDataModule):
     # ---- loaders ---------------------------------------------------------------------------
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        data = self.splits[split]
-        # The sampler yields whole batches of indices, and the dataset builds each in one gather.
-        batches = BucketBatches(data.lengths, batch_size, shuffle, self.bucket_batches)
-        if shuffle:  # training: resumable in mid-epoch
-            return self.resumable(data, batches)
-        return DataLoader(data, sampler=batches, batch_size=None)
+        return self.bucketed_loader(self.splits[split], batch_size, shuffle, self.bucket_batches)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from rnnlab.data.batches import BucketBatches, ResumableTraining
+from rnnlab.data.batches import ResumableTraining
 from rnnlab.data.download import MULTI30K, fetch
 from rnnlab.data.files import read_lines
 from rnnlab.data.text import PAD, PAD_ID, UNK, Vocab, tokenize
@@ -339,11 +339,7 @@ class Seq2SeqDataModule(ResumableTraining, L.LightningDataModule):
         return {"codecs": self.codecs()}
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        data = self.splits[split]
-        batches = BucketBatches(data.lengths, batch_size, shuffle, self.bucket_batches)
-        if shuffle:  # training: resumable in mid-epoch
-            return self.resumable(data, batches)
-        return DataLoader(data, sampler=batches, batch_size=None)
+        return self.bucketed_loader(self.splits[split], batch_size, shuffle, self.bucket_batches)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, True)
