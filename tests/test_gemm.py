@@ -13,12 +13,15 @@ from rnnlab.nn.kernels import native
 from rnnlab.nn.kernels.common import linear, matmul
 
 needs_native = pytest.mark.skipif(native.ops() is None, reason="native CPU loops did not build here")
+needs_onednn = pytest.mark.skipif(not native.onednn_available(), reason="torch's float32 oneDNN entry does not run on this CPU")
 F32 = dict(atol=1e-5, rtol=1e-5)
 
 
 @pytest.fixture
 def onednn_everywhere() -> Iterator[None]:
     """Every float32 product, however small, through oneDNN (the threshold at 0) for one test."""
+    if not native.onednn_available():
+        pytest.skip("torch's float32 oneDNN entry does not run on this CPU: every product takes BLAS")
     previous = native.set_onednn_from(0)
     yield
     native.set_onednn_from(previous)
@@ -31,6 +34,16 @@ def took_the_route(out: torch.Tensor) -> bool:
 
 
 @needs_native
+def test_products_take_blas_where_onednn_cannot_run() -> None:
+    if native.onednn_available():
+        pytest.skip("oneDNN runs here")
+    assert native.onednn_from() == native.NEVER == native.ops().set_onednn_from(-1)
+    assert native.set_onednn_from(0) == native.NEVER == native.onednn_from()  # stays off
+    x, w = torch.randn(300, 200), torch.randn(400, 200)  # above the usual threshold
+    assert torch.allclose(linear(x, w), F.linear(x, w), **F32)
+
+
+@needs_onednn
 def test_threshold_reads_and_sets_through_both_sides() -> None:
     previous = native.set_onednn_from(123)
     try:
@@ -85,7 +98,8 @@ def test_small_products_and_other_devices_keep_torchs_op() -> None:
     x, w = torch.randn(4, 3), torch.randn(5, 3)  # 60 multiply-adds, far below the threshold
     assert torch.equal(linear(x, w), F.linear(x, w))
     assert not took_the_route(linear(x.requires_grad_(), w))
-    assert took_the_route(linear(torch.randn(256, 128, requires_grad=True), torch.randn(512, 128)))  # 2^24
+    big = linear(torch.randn(256, 128, requires_grad=True), torch.randn(512, 128))  # 2^24 multiply-adds
+    assert took_the_route(big) == native.onednn_available()  # without oneDNN, torch's op takes it all
 
 
 @needs_native

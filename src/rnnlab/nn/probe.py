@@ -18,13 +18,32 @@ from torch import Tensor
 from rnnlab.nn.recurrent import Recurrent
 
 
+def _one_direction(layer: Recurrent, why: str) -> None:
+    if not isinstance(layer, Recurrent) or layer.bidirectional:
+        raise ValueError(f"{why} needs a one-direction rnnlab Recurrent layer.")
+
+
+@torch.no_grad()
+def layer_states(layer: Recurrent, x: Tensor) -> list[tuple[Tensor, ...]]:
+    """Every state of every layer of a one-direction rnnlab `layer` at every step, from a zero state:
+    [for each layer: (h, c, ...) each (time, batch, H)] (an LSTM's are h and c, the others' h only).
+    x: (batch, time, features) if batch_first, else (time, batch, features). Evaluation: no dropout."""
+    _one_direction(layer, "layer_states")
+    inp = x.transpose(0, 1) if layer.batch_first else x
+    out = []
+    for cell in layer.cells:
+        states = cell.run(inp, cell.init_state(inp.size(1), inp))
+        out.append(tuple(states))
+        inp = states[0]
+    return out
+
+
 def unroll_with_handles(layer: Recurrent, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
     """Run a one-direction rnnlab `layer` on x: (batch, time, features) (batch_first) or (time,
     batch, features), from a zero state, with a zero handle δ_t added to the top layer's h_t at each
     step. Returns (h_t for t = 1..T, each (batch, H); δ_t, each (batch, H), requiring grad). Lower
     layers run as in the layer; dropout between layers is not applied (evaluation)."""
-    if not isinstance(layer, Recurrent) or layer.bidirectional:
-        raise ValueError("unroll_with_handles needs a one-direction rnnlab Recurrent layer (the gradient runs back along one time axis).")
+    _one_direction(layer, "unroll_with_handles (the gradient runs back along one time axis)")
     inp = x.transpose(0, 1) if layer.batch_first else x  # (T, B, F)
     for cell in layer.cells[:-1]:
         inp = cell.run(inp, cell.init_state(inp.size(1), inp))[0]

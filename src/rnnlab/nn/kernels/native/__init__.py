@@ -47,8 +47,29 @@ def _build():
                              "multiply-adds (0: every float32 product through oneDNN), or unset it")
         torch.ops.rnnlab_native.set_onednn_from(int(value))
     _state["onednn_from"] = torch.ops.rnnlab_native.set_onednn_from(-1)
+    _state["onednn"] = _onednn_runs()
+    if not _state["onednn"]:  # every product through BLAS, whatever RNNLAB_ONEDNN_FROM says
+        torch.ops.rnnlab_native.set_onednn_from(NEVER)
+        _state["onednn_from"] = NEVER
     _state["step_kernel"] = torch.ops.rnnlab_native.has_step_kernel()
     return torch.ops.rnnlab_native
+
+
+NEVER = 1 << 62  # a threshold no product reaches: oneDNN off
+
+
+def _onednn_runs() -> bool:
+    """Whether torch's float32 entry into oneDNN (at::native::mkldnn_matmul) runs on this CPU: some
+    builds refuse it on processors without AVX-512 or AVX-NE-CONVERT (it checks for bfloat16
+    support whatever the dtype), and the products then go to BLAS."""
+    previous = torch.ops.rnnlab_native.set_onednn_from(0)
+    try:
+        a = torch.ones(2, 2)
+        return bool(torch.equal(torch.ops.rnnlab_native.matmul(a, a, None), a @ a))
+    except RuntimeError:
+        return False
+    finally:
+        torch.ops.rnnlab_native.set_onednn_from(previous)
 
 
 def ops():
@@ -72,6 +93,11 @@ def has_step_kernel() -> bool:
     return ops() is not None and bool(_state.get("step_kernel", False))
 
 
+def onednn_available() -> bool:
+    """Whether large float32 products can take oneDNN here (see `_onednn_runs`)."""
+    return ops() is not None and bool(_state.get("onednn", False))
+
+
 def onednn_from() -> int:
     """Multiply-adds (m·n·k) from which float32 CPU products take oneDNN, not BLAS (cells.cpp; the
     environment's RNNLAB_ONEDNN_FROM sets it at load)."""
@@ -80,8 +106,10 @@ def onednn_from() -> int:
 
 def set_onednn_from(n: int) -> int:
     """Set that size for this process (0: every float32 product through oneDNN; a huge one: none),
-    e.g. to compare the two; returns the previous one."""
+    e.g. to compare the two; returns the previous one. Where oneDNN cannot run it stays off."""
     ops()
+    if not onednn_available():
+        return onednn_from()
     previous, _state["onednn_from"] = onednn_from(), n
     if _state["ops"] is not None:
         torch.ops.rnnlab_native.set_onednn_from(n)
