@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,14 @@ def test_the_callback_logs_the_ratio_sigma_and_the_figure(tmp_path: Path, tiny_c
     assert len(ratio) == 2 and all(0 < r.value < 10 for r in ratio)  # one per validation
     assert len(acc.Scalars("grad/sigma_max/l0")) == 2
     assert len(acc.Images("grad/norm_through_time")) == 2
+    saved = json.loads((tmp_path / "grad_through_time.json").read_text())
+    assert len(saved["steps"]) == len(saved["norms"]) == len(saved["sigma_max"]) == 2 and saved["steps"][0] < saved["steps"][1]
+    assert len(saved["norms"][0]) == 16  # one norm per step of the bptt window
+    assert [s["l0"] for s in saved["sigma_max"]] == pytest.approx([v.value for v in acc.Scalars("grad/sigma_max/l0")], rel=1e-6)
+    assert saved["norms"][-1][0] / saved["norms"][-1][-1] == pytest.approx(ratio[-1].value, rel=1e-5)
+    from conftest import run_script
+
+    r = run_script("scripts/plot_gradients.py", str(tmp_path), "--labels", "rnn", "--out", str(tmp_path / "g.png"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"= {ratio[-1].value:.3g}," in r.stdout.splitlines()[1]  # the last validation's ratio, as logged

@@ -19,6 +19,7 @@ from rnnlab.utils.errors import UserError
 # name -> the package that defines TASK; imported on first use (a task pulls in its own libraries).
 TASKS: dict[str, str] = {
     "charlm": "rnnlab.tasks.charlm",
+    "memory": "rnnlab.tasks.memory",
     "sentiment": "rnnlab.tasks.sentiment",
     "seq2seq": "rnnlab.tasks.seq2seq",
 }

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -21,7 +24,10 @@ class GradientThroughTime(L.Callback):
 
     Logged: `grad/first_over_last` (‖∂L/∂h_1‖ / ‖∂L/∂h_T‖: far below 1 is a vanishing gradient, above
     1 an exploding one), `grad/sigma_max/<layer>`, and the curve over t as a log-scale figure
-    (`grad/norm_through_time`, TensorBoard's Images tab). `history` keeps (step, norms) of each.
+    (`grad/norm_through_time`, TensorBoard's Images tab). `history` keeps (step, norms) of each, and
+    the run directory's `grad_through_time.json` the same with σ_max ({"steps": [...], "norms":
+    [[‖∂L/∂h_1‖, ...], ...], "sigma_max": [{layer: σ}, ...]}), rewritten whole at each validation, for
+    scripts/plot_gradients.py.
 
     The task module says what to differentiate: `gradient_probe(batch) -> (layer, x, last_loss)`
     (charlm has one); a task without it, or a layer other than a one-direction rnnlab Recurrent, is
@@ -29,12 +35,17 @@ class GradientThroughTime(L.Callback):
 
     Args:
         batch_index: which validation batch to use (the same one every time).
+        save: write grad_through_time.json into the run directory (trainer.default_root_dir).
     """
 
-    def __init__(self, batch_index: int = 0) -> None:
+    FILE = "grad_through_time.json"
+
+    def __init__(self, batch_index: int = 0, save: bool = True) -> None:
         self.batch_index = batch_index
+        self.save = save
         self.batch: Any = None
         self.history: list[tuple[int, torch.Tensor]] = []
+        self.sigmas: list[dict[str, float]] = []
         self._skipped = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -65,13 +76,25 @@ class GradientThroughTime(L.Callback):
                 self.batch = None
                 return
         step = trainer.global_step
+        sigmas = largest_singular_values(layer)
         self.history.append((step, norms))
+        self.sigmas.append(sigmas)
+        if self.save:
+            self._write(Path(trainer.default_root_dir) / self.FILE)
         scalars = {"grad/first_over_last": float(norms[0] / norms[-1])}
-        scalars.update({f"grad/sigma_max/{k}": v for k, v in largest_singular_values(layer).items()})
+        scalars.update({f"grad/sigma_max/{k}": v for k, v in sigmas.items()})
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image("grad/norm_through_time", norm_figure(norms, step), step, dataformats="HWC")
+
+
+    def _write(self, path: Path) -> None:
+        record = {"steps": [s for s, _ in self.history], "norms": [n.tolist() for _, n in self.history], "sigma_max": self.sigmas}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        os.replace(tmp, path)  # never a half-written file, even if the run is killed here
 
 
 def norm_figure(norms: torch.Tensor, step: int) -> Any:
