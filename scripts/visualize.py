@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from rnnlab.entry import run  # noqa: E402
 from rnnlab.nn import Recurrent  # noqa: E402
 from rnnlab.tasks import load_module  # noqa: E402
-from rnnlab.tasks.charlm.units import table_markdown, text_features, top_units, unit_activations  # noqa: E402
+from rnnlab.tasks.charlm.units import correlations, table_markdown, text_features, top_units, unit_activations  # noqa: E402
 from rnnlab.utils.errors import UserError  # noqa: E402
 
 DEFAULTS = {"ckpt_path": None, "input": None, "start": "0", "chars": "20000", "show": "2000", "top": "3", "units": None, "out": "visualize"}
@@ -64,7 +64,18 @@ def read_input(given: str, start: int, chars: int) -> str:
     return text
 
 
-def chosen_units(spec: str | None, top: dict, states: dict[str, torch.Tensor]) -> list[tuple[str, int, str]]:
+def strongest(acts: torch.Tensor, features: dict[str, torch.Tensor]) -> str:
+    """The feature one unit's activation (T,) correlates with most, as "feature: r = +0.91"."""
+    rs = {name: float(correlations(acts[:, None], f)[0]) for name, f in features.items()}
+    rs = {name: r for name, r in rs.items() if r == r}  # NaN: the text never shows the feature
+    if not rs:
+        return "no feature varies in this text"
+    name = max(rs, key=lambda k: abs(rs[k]))
+    return f"{name}: r = {rs[name]:+.3f}"
+
+
+def chosen_units(spec: str | None, top: dict, states: dict[str, torch.Tensor],
+                 features: dict[str, torch.Tensor]) -> list[tuple[str, int, str]]:
     """(state, unit, why) to draw: `spec` ("hidden:12,cell:40"), else each feature's best unit."""
     if spec is None:
         seen, out = set(), []
@@ -79,7 +90,7 @@ def chosen_units(spec: str | None, top: dict, states: dict[str, torch.Tensor]) -
         if kind not in states or not n.isdigit() or int(n) >= states[kind].size(1):
             raise UserError(f"units={spec!r}: {item!r} must be state:unit with state one of {sorted(states)} and unit below "
                             f"{next(iter(states.values())).size(1)} (e.g. hidden:12).")
-        out.append((kind, int(n), "chosen"))
+        out.append((kind, int(n), strongest(states[kind][:, int(n)], features)))
     return out
 
 
@@ -144,9 +155,10 @@ def visualize(argv: list[str]) -> str:
     states = unit_activations(net, ids)
     # What the network shows is bounded like h: an LSTM's cell state is drawn through tanh, as it is read.
     shown = {k: (v.tanh() if k == "cell" else v) for k, v in states.items()}
-    top = top_units(states, text_features(text), int(opts["top"]))
+    features = text_features(text)
+    top = top_units(states, features, int(opts["top"]))
     table = table_markdown(top)
-    drawn = chosen_units(opts["units"], top, states)  # a bad units= fails before anything is written
+    drawn = chosen_units(opts["units"], top, states, features)  # a bad units= fails before anything is written
     out = Path(opts["out"])
     out.mkdir(parents=True, exist_ok=True)
     n = int(opts["show"])

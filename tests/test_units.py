@@ -77,6 +77,7 @@ def test_visualize_writes_the_table_page_and_pictures(tiny_run: tuple[Path, dict
     r = run_script("scripts/visualize.py", f"ckpt_path={ckpt}", "input=the\\nking", "units=hidden:3,cell:0", f"out={chosen}")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in chosen.glob("*.png")) == ["unit_cell_0.png", "unit_hidden_3.png"]
+    assert (chosen / "units.html").read_text(encoding="utf-8").count(": r = ") == 2  # each chosen unit with its strongest feature
 
 
 @pytest.mark.parametrize("args, says", [
