@@ -41,7 +41,7 @@ def test_registry_finds_tasks_by_the_name_their_config_gives() -> None:
     assert names == set(TASKS)  # every task config has a registered task, and the other way round
     for name in TASKS:
         assert get_task(name).module.name == name
-    with pytest.raises(UserError, match=r"task.name='nope' is not a registered task; the known ones are \['charlm', 'sentiment', 'seq2seq'\]"):
+    with pytest.raises(UserError, match=r"task.name='nope' is not a registered task; the known ones are \['charlm', 'memory', 'sentiment', 'seq2seq'\]"):
         get_task("nope")
 
 
