@@ -239,11 +239,14 @@ def gemm(args) -> None:
         print(f"| {name} | {M} x {K} x {N} | {rate['torch']} | {rate['route']} | {rate['step']} |", flush=True)
 
 
-def memory_child(side: str, cell: str, size: str) -> None:
-    """In a fresh process: the peak memory (MiB) one training step adds, printed as JSON."""
-    ref, ours, x = build(cell, size, torch.device("cpu"), train=True)
-    module = ref if side == "torch" else ours
-    step(module, x, True)  # warm-up: one-time allocations (kernels, caches) are not the step's
+# For a child that measures peak memory: large blocks mmapped, so freed memory leaves the resident set.
+MEMORY_ENV = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+
+
+def step_peak_mib(module: torch.nn.Module, x: torch.Tensor) -> float:
+    """The peak memory (MiB) one training step of `module` on `x` adds above the resident set before
+    it, after a warm-up step (one-time allocations, kernels and caches, are not the step's)."""
+    step(module, x, True)
     module.zero_grad(set_to_none=True)  # as a trainer does between steps
     x.grad = None
 
@@ -255,19 +258,24 @@ def memory_child(side: str, cell: str, size: str) -> None:
     with open("/proc/self/clear_refs", "w") as f:  # "5": reset the peak (VmHWM) to the current RSS
         f.write("5")
     step(module, x, True)
-    print(json.dumps({"peak_mib": status("VmHWM:") - before}))
+    return status("VmHWM:") - before
+
+
+def memory_child(side: str, cell: str, size: str) -> None:
+    """In a fresh process: the peak memory (MiB) one training step adds, printed as JSON."""
+    ref, ours, x = build(cell, size, torch.device("cpu"), train=True)
+    print(json.dumps({"peak_mib": step_peak_mib(ref if side == "torch" else ours, x)}))
 
 
 def memory(args) -> None:
     print("\n### peak memory of one training step (forward + backward), MiB above the resident set before it")
     print("| size | cell | torch.nn MiB | rnnlab MiB | rnnlab / torch.nn |")
     print("|---|---|---:|---:|---:|")
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # large blocks mmapped: freed memory leaves RSS
     for cell in args.cells:
         peak = {}
         for side in ("torch", "rnnlab"):
             cmd = [sys.executable, __file__, "--memory-child", side, cell, "charlm"]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(cmd, env=MEMORY_ENV, capture_output=True, text=True, check=True).stdout
             peak[side] = json.loads(out.strip().splitlines()[-1])["peak_mib"]
         print(f"| charlm | {cell} | {peak['torch']:.0f} | {peak['rnnlab']:.0f} | {peak['rnnlab'] / peak['torch']:.2f} |", flush=True)
 

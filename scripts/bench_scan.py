@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import time
 
 import torch
 
+from bench_cells import MEMORY_ENV, step, step_peak_mib  # scripts/: the same step and memory probe
 from rnnlab.nn import Recurrent
 
 
@@ -33,43 +33,24 @@ def build(cell: str, T: int, args: argparse.Namespace, device: torch.device) -> 
     return layer, torch.randn(args.batch, T, args.input, device=device, requires_grad=True)
 
 
-def train_step(layer: torch.nn.Module, x: torch.Tensor) -> None:
-    out, _ = layer(x)
-    out.sum().backward()
-
-
 def timed(layer: torch.nn.Module, x: torch.Tensor, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    train_step(layer, x)
+    step(layer, x, True)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) * 1000
 
 
 def memory_child(cell: str, T: int, args: argparse.Namespace) -> None:
-    layer, x = build(cell, T, args, torch.device("cpu"))
-    train_step(layer, x)  # one-time allocations are not the step's
-    layer.zero_grad(set_to_none=True)
-    x.grad = None
-
-    def status(field: str) -> float:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
-
-    before = status("VmRSS:")
-    with open("/proc/self/clear_refs", "w") as f:  # "5": the peak (VmHWM) back to the current RSS
-        f.write("5")
-    train_step(layer, x)
-    print(json.dumps({"peak_mib": status("VmHWM:") - before}))
+    print(json.dumps({"peak_mib": step_peak_mib(*build(cell, T, args, torch.device("cpu")))}))
 
 
 def peak_mib(cell: str, T: int, args: argparse.Namespace) -> float:
     cmd = [sys.executable, __file__, "--memory-child", cell, str(T), "--batch", str(args.batch), "--input", str(args.input),
            "--hidden", str(args.hidden)]
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # large blocks mmapped: freed memory leaves RSS
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(cmd, env=MEMORY_ENV, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_mib"]
 
 
@@ -97,7 +78,7 @@ def main() -> None:
     for T in args.lengths:
         built = {c: build(c, T, args, device) for c in cells}
         for layer, x in built.values():  # warm-up
-            train_step(layer, x)
+            step(layer, x, True)
         times: dict[str, list[float]] = {c: [] for c in cells}
         for _ in range(args.rounds):  # alternate, so drift hits every cell alike
             for c, (layer, x) in built.items():

@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plot_runs import Run, label_runs  # noqa: E402
+from plot_runs import Run, label_runs, save_figure  # noqa: E402
 
 FILE = "grad_through_time.json"  # rnnlab.utils.diagnostics.GradientThroughTime.FILE
 
@@ -48,13 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"plot_gradients: no {FILE} under {', '.join(map(str, args.paths))} (train with callbacks=diagnostics).", file=sys.stderr)
         return 2
     runs = [Run(f.parent) for f in files]
-    label_runs(runs)
-    if args.labels:
-        if len(args.labels) != len(runs):
-            print(f"plot_gradients: {len(args.labels)} --labels for {len(runs)} runs.", file=sys.stderr)
-            return 2
-        for run, label in zip(runs, args.labels):
-            run.label = label
+    error = label_runs(runs, args.labels)
+    if error:
+        print(f"plot_gradients: {error}", file=sys.stderr)
+        return 2
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=120, sharey=True)
     for run, f in zip(runs, files):
@@ -74,10 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("‖∂L/∂h_t‖ / ‖∂L/∂h_T‖")
     axes[1].legend(fontsize="small")
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out)
-    print(f"wrote {args.out}")
+    save_figure(fig, args.out)
     return 0
 
 

@@ -88,8 +88,15 @@ def load_runs(paths: list[Path], metric: str) -> list[Run]:
     return list(runs.values())
 
 
-def label_runs(runs: list[Run]) -> None:
-    """Name each run by the overrides not shared by all runs (`model=gru`), else by its folder."""
+def label_runs(runs: list[Run], given: list[str] | None = None) -> str | None:
+    """Name each run by `given` (--labels, in order), else by the overrides not shared by all runs
+    (`model=gru`), else by its folder. Returns an error message when `given` does not fit the runs."""
+    if given:
+        if len(given) != len(runs):
+            return f"{len(given)} --labels for {len(runs)} runs."
+        for run, label in zip(runs, given):
+            run.label = label
+        return None
     overrides = {}
     for run in runs:
         f = run.path / ".hydra" / "overrides.yaml"
@@ -98,6 +105,14 @@ def label_runs(runs: list[Run]) -> None:
     for run in runs:
         varying = [o for o in overrides[run.path] if o not in common]
         run.label = " ".join(varying) or run.path.name
+    return None
+
+
+def save_figure(fig: plt.Figure, out: Path) -> None:
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    print(f"wrote {out}")
 
 
 def higher_is_better(metric: str) -> bool:
@@ -119,13 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print(f"plot_runs: no run under {', '.join(map(str, args.paths))} logged {args.metric!r}.", file=sys.stderr)
         return 2
-    label_runs(runs)
-    if args.labels:
-        if len(args.labels) != len(runs):
-            print(f"plot_runs: {len(args.labels)} --labels for {len(runs)} runs.", file=sys.stderr)
-            return 2
-        for run, label in zip(runs, args.labels):
-            run.label = label
+    error = label_runs(runs, args.labels)
+    if error:
+        print(f"plot_runs: {error}", file=sys.stderr)
+        return 2
 
     many = len(runs) > 6  # then the legend goes beside the axes, where it hides no curve
     fig, ax = plt.subplots(figsize=(10.5 if many else 7, 4.5), dpi=120)
@@ -145,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.legend(fontsize="small")
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out)
-    print(f"wrote {args.out}")
+    save_figure(fig, args.out)
     return 0
 
 
