@@ -3,7 +3,8 @@
     python predict.py ckpt_path=<run>/checkpoints/best.ckpt input="ROMEO:"          # one input
     python predict.py ckpt_path=<run>/checkpoints/best.ckpt input_file=prompts.txt  # one input a line
     cat prompts.txt | python predict.py ckpt_path=<run>/checkpoints/best.ckpt       # stdin (or input=-)
-    python predict.py ckpt_path=... input="ROMEO:" task.predict.length=300 task.predict.seed=1
+    python predict.py ckpt_path=... input="ROMEO:" length=300 seed=1                  # the task's options
+    python predict.py ckpt_path=<a seq2seq run>/checkpoints/best.ckpt input="zwei hunde spielen im schnee" beam=5
     python predict.py ckpt_path=<a sentiment run>/checkpoints/best.ckpt input="a gripping, funny film"
 
 Thin: Hydra composes configs/predict.yaml (which writes no output directory), rnnlab.predict does the work.
@@ -39,6 +40,20 @@ def main(cfg: DictConfig) -> None:
     run(predict, cfg)
 
 
+def bare_options(argv: list[str]) -> list[str]:
+    """`argv` with each bare `name=value` that is not one of predict.yaml's own keys written as
+    `+options.name=value`: the checkpoint's task's prediction option (beam=5, length=300,
+    all_labels=true), whichever task it is."""
+    own = {"ckpt_path", "input", "input_file", "format", "device", "task", "paths", "hydra", "options"}
+    out = []
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if "=" in arg and re.fullmatch(r"[A-Za-z_]\w*", name) and name not in own:
+            arg = "+options." + arg
+        out.append(arg)
+    return out
+
+
 if __name__ == "__main__":
-    sys.argv = quote_input(sys.argv)
+    sys.argv = bare_options(quote_input(sys.argv))
     main()

@@ -93,3 +93,15 @@ def test_resumable_loader_reports_the_trainers_count_and_passes_the_epoch_on() -
     again = ResumableLoader(other, EpochIndices(other), consumed=lambda: 0)
     again.load_state_dict(loader.state_dict())
     assert [tuple(x) for x in again] == [(1, 2), (1, 3), (1, 4)]  # epoch 1 from its third item
+
+
+def test_any_seed_orders_batches() -> None:
+    """An unseeded process's seed (torch.initial_seed(), up to 64 bits) shuffles too: each order is a
+    permutation of every sentence."""
+    lengths = torch.arange(1, 41)
+    orders = []
+    for seed in (0, 5, (1 << 62) - 1, (1 << 64) - 1):
+        batches = BucketBatches(lengths, 4, True, 2, seed=seed, rank=0, world=1).batches()
+        assert sorted(torch.cat(batches).tolist()) == list(range(40))
+        orders.append(torch.cat(batches).tolist())
+    assert orders[0] != orders[1]

@@ -90,3 +90,19 @@ def test_predict_bad_options(tiny_run: tuple[Path, dict], tmp_path: Path) -> Non
     ]:
         with pytest.raises(UserError, match=message):
             predict(compose_cfg(tmp_path, [f"ckpt_path={ckpt}", "input=KING:", *overrides], "predict"))
+
+
+def test_bare_options_go_to_the_checkpoints_task(tiny_run: tuple[Path, dict], tmp_path: Path) -> None:
+    """predict.py's `length=30 ...` (no task.predict. prefix, no task=) reach the checkpoint's predict_text."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from predict import bare_options
+    finally:
+        sys.path.remove(str(ROOT))
+    ckpt = tiny_run[0] / "checkpoints" / "best.ckpt"
+    bare = ["length=30", "temperature=0.8", "top_k=5", "seed=3"]
+    argv = bare_options(["predict.py", f"ckpt_path={ckpt}", "input=KING:", "format=text", *bare])
+    assert argv == ["predict.py", f"ckpt_path={ckpt}", "input=KING:", "format=text", *(f"+options.{o}" for o in bare)]
+    assert predict(compose_cfg(tmp_path, argv[1:], "predict")) == [("KING:", expected(ckpt, ["KING:"])[0])]
+    with pytest.raises(UserError, match=r"^beam: the charlm task has no such option; it takes \['length'"):
+        predict(compose_cfg(tmp_path, bare_options([f"ckpt_path={ckpt}", "input=KING:", "beam=5"]), "predict"))

@@ -78,6 +78,9 @@ def test_tokenize_splits_punctuation_and_clitics_as_sst2_does() -> None:
     assert tokenize("Ab c+1", "chars") == ["a", "b", " ", "c", "+", "1"] and tokenize("Ab", "chars", lowercase=False) == ["A", "b"]
     assert tokenize("Great film", lowercase=False) == ["Great", "film"]
     assert tokenize("   ") == [] and tokenize("") == []
+    # SST-2's dev and test splits keep the Penn Treebank's escapes; its training split has the characters.
+    assert tokenize(r"but -lrb- writer\/director -RRB- is n't *** \* -lsb- x -rcb-") == tokenize("but ( writer/director ) is n't *** * [ x }")
+    assert tokenize(r"-lrb- a \/ b", "whitespace") == ["-lrb-", "a", "\\/", "b"]  # whitespace: as written
 
 
 def test_vocab_from_training_tokens() -> None:
@@ -309,3 +312,29 @@ def test_bad_data_options(kwargs: dict, message: str) -> None:
 def test_header_name_without_header(reviews_csv: Path) -> None:
     with pytest.raises(UserError, match=r"task.data.text_column='text' names a column, but task.data.header=false"):
         SentimentDataModule(path=str(reviews_csv), header=False).setup()
+
+
+def test_orders_give_each_member_its_own_shuffle(reviews_csv: Path) -> None:
+    """task.data.orders=3: each step holds 3 batches; over an epoch each order covers every
+    training sentence once, the orders differ, and the first equals the one-order loader's sequence
+    shifted to its own seed (base + k)."""
+    torch.manual_seed(11)
+    dm = SentimentDataModule(path=str(reviews_csv), batch_size=8, orders=3)
+    dm.setup()
+    steps = list(dm.train_dataloader())
+    assert len(steps) == 20 and all(isinstance(step, (tuple, list)) and len(step) == 3 for step in steps)
+    train = dm.splits["train"]
+    seen = []
+    for k in range(3):
+        rows = torch.cat([step[k].x[:, :1] for step in steps])  # the first word stands for the sentence
+        assert rows.shape[0] == len(train)
+        ys = torch.cat([step[k].y for step in steps])
+        assert torch.equal(ys.sort().values, train.labels.sort().values)  # every sentence once
+        seen.append(ys)
+    assert not torch.equal(seen[0], seen[1]) or not torch.equal(seen[1], seen[2])
+    torch.manual_seed(11)
+    one = SentimentDataModule(path=str(reviews_csv), batch_size=8)
+    one.setup()
+    torch.manual_seed(11)
+    first = [b.y for b in one.train_dataloader()]
+    assert all(torch.equal(a, step[0].y) for a, step in zip(first, steps))  # order 0 is the plain loader's

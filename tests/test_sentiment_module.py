@@ -38,6 +38,7 @@ ENCODERS = [
     pytest.param(dict(cell="rnn"), id="rnn"),
     pytest.param(dict(cell="layernorm_lstm", num_layers=1), id="layernorm_lstm"),
     pytest.param(dict(cell="gru", num_layers=1, ensemble=2), id="gru_ensemble"),
+    pytest.param(dict(cell="gru", num_layers=1, ensemble=[{}, {"cell": "lstm", "hidden_size": 3}, {"bidirectional": False, "pooling": "attention"}]), id="mixed_ensemble"),
     pytest.param(dict(cell="lstm", layer="torch"), id="torch_lstm"),
 ]
 
@@ -116,6 +117,13 @@ def test_masked_poolings_by_hand() -> None:
         (dict(model={"layer": "rnnlab", "cell": "lstm", "hidden_size": 0}), r"^model.hidden_size=0: Recurrent: hidden_size must be a positive integer"),
         (dict(optimizer={"name": "adam", "lr": -1}), r"^task.module.optimizer.lr=-1: the learning rate must be a positive finite number"),
         (dict(labels=["only"]), r"^labels=\['only'\]: a classifier needs at least two distinct class names"),
+        (dict(ensemble=0), r"^task.module.ensemble=0: must be a positive integer .* or a list of members"),
+        (dict(ensemble=[{}, "gru"]), r"^task.module.ensemble=\[\{\}, 'gru'\]: must be .* a list of members"),
+        (dict(ensemble=[{}, {"pooling": "sum"}]), r"^task.module.ensemble\[1\].pooling='sum': must be one of"),
+        (dict(ensemble=[{}, {"hidden_size": 0}]), r"^task.module.ensemble\[1\].hidden_size=0: Recurrent: hidden_size must be a positive integer"),
+        (dict(word_dropout=-0.1), r"^task.module.word_dropout=-0.1: must be a number in \[0, 1\)"),
+        (dict(lm_weight="yes"), r"^task.module.lm_weight='yes': must be a non-negative number"),
+        (dict(lm_weight=1.0, lm_vocab=1), r"^task.module.lm_vocab=1: must be an integer >= 2"),
     ],
 )
 def test_bad_module_settings(kwargs: dict, message: str) -> None:
@@ -271,3 +279,89 @@ def test_an_ensemble_averages_its_members_probabilities() -> None:
     assert module.predict_proba(["w5 w9", "w1"]).shape == (2, 3)
     with pytest.raises(UserError, match=r"task\.module\.ensemble=0: must be a positive integer"):
         tiny_module(ensemble=0)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_auxiliary_language_model_predicts_each_directions_next_word(bidirectional: bool) -> None:
+    """The LM loss equals a loop over sentences and positions: the forward direction's output at t
+    scored against word t+1, the backward one's against word t-1, rare words (ids >= lm_vocab) as
+    <unk>, padding never scored (float64, three sentences of different lengths)."""
+    torch.manual_seed(0)
+    module = tiny_module(cell="gru", bidirectional=bidirectional, num_layers=1, lm_weight=0.5, lm_vocab=20).double().eval()
+    net = module.net
+    sentences = [[5, 9, 2, 17, 25], [3, 28], [7, 30, 12, 8, 9, 4, 22]]
+    x, lengths = pad_batch(sentences)
+    logits, lm_loss = net.forward_lm(x, lengths)
+    torch.testing.assert_close(logits, module(x, lengths), atol=1e-12, rtol=0)  # the same pass as forward
+    H, E = 7, net.embed.weight[:20]
+    losses = []
+    for s in sentences:
+        out = net.encoder.outputs(net.embed(torch.tensor([s])), torch.tensor([len(s)]))[0]  # (T, D·H), alone
+        target = [w if w < 20 else 1 for w in s]
+        for t in range(len(s)):
+            for d, neighbour in enumerate((t + 1, t - 1)[: 2 if bidirectional else 1]):
+                if 0 <= neighbour < len(s):
+                    scores = net.lm.proj[d](out[t, d * H : (d + 1) * H]) @ E.T + net.lm.bias
+                    losses.append(-scores.log_softmax(0)[target[neighbour]])
+    torch.testing.assert_close(lm_loss, torch.stack(losses).mean(), atol=1e-12, rtol=0)
+
+
+def test_training_loss_adds_the_weighted_language_model_loss() -> None:
+    torch.manual_seed(0)
+    module = tiny_module(cell="lstm", bidirectional=True, num_layers=1, lm_weight=0.25).double().train()
+    module.trainer = type("T", (), {"optimizers": [torch.optim.SGD(module.parameters(), lr=0.1)]})()
+    module.log = lambda *a, **k: None
+    x, lengths = pad_batch([[5, 9, 2, 17], [3, 4, 8]])
+    y = torch.tensor([0, 2])
+    torch.manual_seed(1)
+    loss = module.training_step((lengths, x, y), 0)
+    torch.manual_seed(1)  # the same dropout draws
+    logits, lm_loss = module.net.forward_lm(x, lengths)
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits, y) + 0.25 * lm_loss, atol=1e-12, rtol=0)
+    with pytest.raises(UserError, match=r"task\.module\.lm_weight=0\.5.*encoder='bag'"):
+        tiny_module(encoder="bag", lm_weight=0.5)
+
+
+def test_word_dropout_hides_real_words_in_training_only() -> None:
+    torch.manual_seed(0)
+    module = tiny_module(cell="gru", num_layers=1, word_dropout=0.3)
+    net = module.net
+    x, lengths = pad_batch([list(range(2, 32)) * 20, [5, 6, 7]])
+    net.eval()
+    assert torch.equal(net.drop_words(x), x)  # evaluation reads every word
+    net.train()
+    dropped = net.drop_words(x)
+    real = x != 0
+    assert torch.equal(dropped[~real], x[~real])  # padding stays padding
+    changed = dropped[real] != x[real]
+    assert torch.all(dropped[real][changed] == 1)  # a hidden word reads as <unk>
+    assert abs(changed.float().mean().item() - 0.3) < 0.05  # 603 words: 0.3 within about 2.5 standard errors
+    torch.manual_seed(5)
+    logits = net(x, lengths)
+    torch.manual_seed(5)
+    hidden = net.drop_words(x)  # forward draws the same mask first, then classifies what is left
+    net.word_dropout = 0.0
+    torch.testing.assert_close(logits, net(hidden, lengths))
+
+
+def test_a_mixed_ensemble_builds_each_member_as_listed() -> None:
+    module = tiny_module(cell="gru", num_layers=1, bidirectional=True, pooling="max",
+                         ensemble=[{}, {"cell": "lstm", "hidden_size": 3}, {"bidirectional": False, "pooling": "mean"}])
+    rnns = [m.encoder.rnn for m in module.members]
+    assert [(m.encoder.pool.kind, r.output_size, r.num_directions) for m, r in zip(module.members, rnns)] == [("max", 14, 2), ("max", 6, 2), ("mean", 7, 1)]
+    assert [type(r.cells[0]).__name__ for r in rnns] == ["GRUCell", "LSTMCell", "GRUCell"]
+
+
+def test_each_member_trains_on_its_own_batch_when_given_one_each() -> None:
+    torch.manual_seed(0)
+    module = tiny_module(cell="gru", num_layers=1, ensemble=2).double()
+    module.trainer = type("T", (), {"optimizers": [torch.optim.SGD(module.parameters(), lr=0.1)]})()
+    module.log = lambda *a, **k: None
+    first, second = pad_batch([[5, 9, 2, 17], [3, 4, 8]]), pad_batch([[7, 7], [30, 2, 6, 6, 9]])
+    batches = [(first[1], first[0], torch.tensor([0, 2])), (second[1], second[0], torch.tensor([1, 1]))]
+    loss = module.training_step(batches, 0)
+    ce = torch.nn.functional.cross_entropy
+    expected = (ce(module.members[0](first[0], first[1]), batches[0][2]) + ce(module.members[1](second[0], second[1]), batches[1][2])) / 2
+    torch.testing.assert_close(loss, expected, atol=1e-12, rtol=0)
+    with pytest.raises(UserError, match=r"task\.data\.orders=3 .* the model has 2 \(task\.module\.ensemble\)"):
+        module.training_step(batches + batches[:1], 0)

@@ -63,8 +63,10 @@ def test_every_model_trains(tmp_path: Path, reviews: Path, model: str) -> None:
 
 
 @pytest.mark.parametrize("options", [["task.module.encoder=bag"], ["task.module.encoder=bag", "task.module.bigram_buckets=0"], ["+model.bidirectional=true", "task.module.pooling=last"],
-                                     ["task.module.ensemble=2"]],
-                         ids=["bag", "bag-words", "bi-last", "ensemble"])
+                                     ["task.module.ensemble=2"],
+                                     ["task.module.ensemble=[{},{cell:lstm,bidirectional:true},{pooling:mean}]", "task.data.orders=3",
+                                      "task.module.word_dropout=0.2", "task.module.lm_weight=0.5", "task.module.lm_vocab=50"]],
+                         ids=["bag", "bag-words", "bi-last", "ensemble", "mixed-ensemble-orders-lm"])
 def test_baseline_and_bidirectional_train(tmp_path: Path, reviews: Path, options: list[str]) -> None:
     metrics = train(compose_cfg(tmp_path, [f"task.data.path={reviews}", *TINY, *FAST, *options, "logger=[]"]))
     assert metrics["step"] == 3 and math.isfinite(metrics["test/acc"])
@@ -143,6 +145,16 @@ def test_bad_data_exits_2_naming_file_and_line(tmp_path: Path, case: str, capsys
     assert message.startswith("Error: ") and "Traceback" not in message
     assert re.search(BAD[case], message), message
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())  # nothing half-written
+
+
+def test_orders_that_do_not_match_the_ensemble_exit_2_before_training(tmp_path: Path, reviews: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = compose_cfg(tmp_path / "run", [f"task.data.path={reviews}", *TINY, "task.module.ensemble=2", "task.data.orders=3"])
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(cfg)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip()
+    assert re.search(r"task\.data\.orders=3 .* the model has 2 \(task\.module\.ensemble\): set task\.data\.orders to 2, or 1", message), message
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 @pytest.mark.slow

@@ -62,6 +62,29 @@ def test_codecs_read_and_write_text_back() -> None:
     assert codec.vocab.words[:4] == SPECIALS
     for text in texts:
         assert codec.decode(codec.encode(text)) == text  # subwords detokenise exactly
+    backwards = Codec("bpe", True, bpe_words(bpe), bpe, reverse=True)
+    for text in texts:
+        assert backwards.encode(text) == codec.encode(text)[::-1] and backwards.decode(backwards.encode(text)) == text
+    sums = Codec("chars", False, build_words([list("0123456789")], 1, None), reverse=True)
+    assert sums.vocab.decode(sums.encode("168")) == ["8", "6", "1"]  # the lowest digit first
+    assert sums.decode(sums.encode("168") + [EOS_ID, PAD_ID]) == "168"
+
+
+def test_reverse_target_reaches_the_data_the_module_and_the_checkpoint() -> None:
+    from rnnlab.tasks.seq2seq import Seq2SeqDataModule, Seq2SeqModule
+
+    dm = Seq2SeqDataModule("addition", sizes=[50, 10, 10], reverse_target=True)
+    dm.setup()
+    plain = Seq2SeqDataModule("addition", sizes=[50, 10, 10])
+    plain.setup()
+    train, straight = dm.splits["train"], plain.splits["train"]
+    assert train.src == straight.src and train.tgt == [t[::-1] for t in straight.tgt]
+    assert all(dm.target.decode(t) == p.target for t, p in zip(train.tgt, train.texts))
+    module = Seq2SeqModule(model={"layer": "rnnlab", "cell": "gru", "hidden_size": 8}, embedding_dim=4, **dm.model_kwargs())
+    assert module.target.reverse and module.datamodule_kwargs()["codecs"]["reverse_target"] is True
+    again = Seq2SeqDataModule("addition", sizes=[50, 10, 10], **module.datamodule_kwargs())  # eval / predict: as trained
+    again.setup()
+    assert again.splits["test"].tgt == dm.splits["test"].tgt
 
 
 # ---------------------------------------------------------------- model

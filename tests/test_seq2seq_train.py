@@ -39,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
     ["task.module.attention=none"], ["task.module.attention=bahdanau", "+model.bidirectional=true"],
     ["task.module.attention=luong_dot", "model=lstm", "model.num_layers=2"], ["task.module.attention=luong_general", "model=torch_lstm"],
     ["task.data.name=sort", "task.module.teacher_forcing={start: 1.0, end: 0.5, steps: 3}", "task.module.label_smoothing=0.1"],
-    ["task.data.name=addition", "task.module.tie_embeddings=true", "task.module.decode.beam=3"],
+    ["task.data.name=addition", "task.module.tie_embeddings=true", "task.module.decode.beam=3", "task.data.reverse_target=true"],
     ["task.data.name=dates", "task.module.decoder={layer: rnnlab, cell: lstm, hidden_size: 12, num_layers: 2}"],
 ], ids=["none", "bahdanau-bi", "luong_dot-lstm2", "luong_general-torch", "sort-schedule", "addition-tied-beam", "dates-lstm-decoder"])
 def test_every_attention_and_task_trains(tmp_path: Path, options: list[str]) -> None:
@@ -161,6 +161,7 @@ def test_bad_pairs_exit_2_naming_the_file(tmp_path: Path, case: str, capsys: pyt
     ("task.module.monitor=val/bleu_beam", r"task\.module\.monitor='val/bleu_beam': must be a greedy metric unless"),
     ("task.module.decoder={layer: rnnlab, cell: gru, hidden_size: 8, bidirectional: true}", r"decoder\.bidirectional"),
     ("task.module.teacher_forcing=1.5", r"task\.module\.teacher_forcing=1\.5"),
+    ("task.data.reverse_target=maybe", r"task\.data\.reverse_target='maybe': must be true or false"),
 ])
 def test_bad_options_exit_2(tmp_path: Path, override: str, message: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:

@@ -2,7 +2,8 @@
 
 Inputs come from `input=` (one; `\\n` in it is a newline), `input_file=` (one a line), or stdin
 (`input=-`, or neither given while stdin is not a terminal). The task's own options are
-`task.predict.*` (configs/task/<task>.yaml); the module's `predict_text` does the work. The
+`task.predict.*` (configs/task/<task>.yaml), or `options.*` (predict.py's bare `beam=5`, for the
+checkpoint's task whichever it is); the module's `predict_text` does the work. The
 checkpoint says which task it is; without task= on the command line, a checkpoint of another task
 than the config's default runs with its predict_text defaults.
 """
@@ -72,12 +73,14 @@ def predict(cfg: DictConfig, stdin: TextIO | None = None) -> list[tuple[str, str
     # A checkpoint names its task: with no task= on the command line, that task's predict_text runs
     # with its own defaults (the config's task.predict.* belong to the config's default task).
     module = load_module(ckpt_path, expected=cfg.task.name if chosen else None, default=cfg.task.name).to(cfg.get("device", "cpu"))
-    options = (plain(cfg.task.get("predict")) or {}) if module.name == cfg.task.name else {}
+    given = plain(cfg.get("options")) or {}  # predict.py's bare name=value: for the checkpoint's task, whichever it is
+    options = {**((plain(cfg.task.get("predict")) or {}) if module.name == cfg.task.name else {}), **given}
     accepted = inspect.signature(module.predict_text).parameters
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         known = [p for p in accepted if p != "inputs"]
-        raise UserError(f"{', '.join(f'task.predict.{k}' for k in unknown)}: the {module.name} task has no such option; it takes {known}.")
+        named = ", ".join(k if k in given else f"task.predict.{k}" for k in unknown)
+        raise UserError(f"{named}: the {module.name} task has no such option; it takes {known}.")
     outputs = module.predict_text(inputs, **options)
     return list(zip(inputs, outputs, strict=True))
 

@@ -69,7 +69,7 @@ class BucketBatches(Sampler[list[int]]):
         """Every rank's batches of this epoch, in order."""
         if not self.shuffle:
             return list(self.lengths.argsort(stable=True).split(self.batch_size))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % (1 << 64))  # any seed: a generator takes 64 bits
         out: list[Tensor] = []
         for chunk in torch.randperm(self.lengths.numel(), generator=g).split(self.batch_size * self.bucket_batches):
             out += chunk[self.lengths[chunk].argsort(stable=True)].split(self.batch_size)
@@ -91,6 +91,42 @@ class BucketBatches(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         return (b.tolist() for b in self.batches())
+
+
+class ZippedOrders(Sampler):
+    """Several independent orders of one data set, step by step: each item is a tuple of batches, one
+    from each order (an ensemble whose members each see the data in their own order; members that
+    share every batch err more alike). `set_epoch` reaches every order.
+
+    Args:
+        orders: samplers of index batches, e.g. `BucketBatches` with different seeds.
+    """
+
+    def __init__(self, orders: Sequence[Sampler]) -> None:
+        self.orders = list(orders)
+
+    def set_epoch(self, epoch: int) -> None:
+        for order in self.orders:
+            order.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return min(len(order) for order in self.orders)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return zip(*self.orders)
+
+
+class Zipped(Dataset):
+    """A data set indexed by a tuple of index batches (`ZippedOrders`' items): the tuple of those batches."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)  # type: ignore[arg-type]
+
+    def __getitem__(self, indices: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(self.data[i] for i in indices)
 
 
 class EpochIndices(Sampler[int]):
@@ -168,9 +204,15 @@ class ResumableTraining:
     _train_loader: ResumableLoader | None = None
     _loader_state: dict[str, int] | None = None
 
-    def bucketed_loader(self, data: Dataset, batch_size: int, shuffle: bool, bucket_batches: int) -> DataLoader:
+    def bucketed_loader(self, data: Dataset, batch_size: int, shuffle: bool, bucket_batches: int, orders: int = 1) -> DataLoader:
         """Length-bucketed batches of `data` (it has `lengths`; indexed by a list, it builds a whole
-        batch): resumable when shuffled (training), in length order otherwise (evaluation)."""
+        batch): resumable when shuffled (training), in length order otherwise (evaluation).
+        orders > 1 (shuffled only): each step a tuple of `orders` batches, each from its own order
+        (seeds base, base + 1, ...)."""
+        if shuffle and orders > 1:
+            base = base_seed()
+            zipped = ZippedOrders([BucketBatches(data.lengths, batch_size, True, bucket_batches, seed=(base + k) % (1 << 62)) for k in range(orders)])
+            return self.resumable(Zipped(data), zipped)
         batches = BucketBatches(data.lengths, batch_size, shuffle, bucket_batches)
         if shuffle:
             return self.resumable(data, batches)

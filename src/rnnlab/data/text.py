@@ -24,6 +24,10 @@ PAD_ID, UNK_ID = 0, 1
 # funny ,), since "!" or "?" carry sentiment.
 _WORDS = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+(?:-\w+)*|[^\w\s]")
 TOKENIZERS = ("words", "whitespace", "chars")
+# The Penn Treebank's escapes, as text: SST-2's dev and test splits write "-lrb- writer\/director
+# -rrb-" where its training split writes "( writer/director )"; `words` reads both the same way.
+_PTB_ESCAPES = re.compile(r"-[lr][rsc]b-|\\[/*]", re.IGNORECASE)
+_PTB_TEXT = {"-lrb-": "(", "-rrb-": ")", "-lsb-": "[", "-rsb-": "]", "-lcb-": "{", "-rcb-": "}", "\\/": "/", "\\*": "*"}
 
 
 def check_tokenizer(tokenizer: object, lowercase: object, where: str = "task.data") -> None:
@@ -39,7 +43,8 @@ def tokenize(text: str, tokenizer: str = "words", lowercase: bool = True) -> lis
     """`text` as a list of tokens ([] for a line of blanks).
 
     Args:
-        tokenizer: 'words' (punctuation and clitics split off, see `_WORDS`), 'whitespace', or
+        tokenizer: 'words' (punctuation and clitics split off, see `_WORDS`; Penn Treebank escapes
+            such as -lrb- read as the characters they stand for), 'whitespace', or
             'chars' (every character; [] for an empty string).
         lowercase: fold case first ("Great" and "great" are one word).
     """
@@ -47,7 +52,9 @@ def tokenize(text: str, tokenizer: str = "words", lowercase: bool = True) -> lis
         text = text.lower()
     if tokenizer == "chars":
         return list(text)
-    return _WORDS.findall(text) if tokenizer == "words" else text.split()
+    if tokenizer == "words":
+        return _WORDS.findall(_PTB_ESCAPES.sub(lambda m: _PTB_TEXT[m.group().lower()], text))
+    return text.split()
 
 
 class Vocab:

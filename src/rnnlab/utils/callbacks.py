@@ -13,7 +13,8 @@ class Throughput(L.Callback):
     """Logs input tokens per second of training as `name` (None: train/<the module's unit>_per_sec,
     charlm's train/chars_per_sec).
 
-    Counts `batch[0].numel()` per training batch and the wall time spent inside training batches
+    Counts `batch[0].numel()` per training batch (of a tuple of batches, the first one's: the data
+    goes by once per epoch whatever the orders) and the wall time spent inside training batches
     (forward, backward, optimizer step; validation and checkpointing excluded). Emits the rate
     over the batches since the last emission, at Lightning's logging steps only, so it costs
     nothing in between. `tokens` / `seconds` hold the totals of the run for a final average.
@@ -43,7 +44,8 @@ class Throughput(L.Callback):
         if emit:
             self._sync(trainer)
         dt = time.perf_counter() - self._t0
-        n = batch[0].numel()
+        first = batch[0] if isinstance(batch[0], torch.Tensor) else batch[0][0]  # a tuple of batches (one per order): the first's
+        n = first.numel()
         self.tokens += n
         self.seconds += dt
         self._window_tokens += n

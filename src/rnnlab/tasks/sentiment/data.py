@@ -131,6 +131,8 @@ class SentimentDataModule(ResumableTraining, L.LightningDataModule):
         empty_lines: 'error' or 'skip' (with a warning) for lines with no tokens.
         batch_size, eval_batch_size: sentences per batch (eval None: 4 × batch_size).
         bucket_batches: training batches per length-sorted chunk.
+        orders: > 1: each training step is a tuple of this many batches, each from its own shuffle of
+            the training set, one per ensemble member (`task.module.ensemble` of the same size).
         vocab, label_names: fixed by a trained model (`module.datamodule_kwargs()`) instead of
             built from the data.
 
@@ -157,12 +159,14 @@ class SentimentDataModule(ResumableTraining, L.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         bucket_batches: int = 50,
+        orders: int = 1,
         vocab: Sequence[str] | None = None,
         label_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         for key, value, none_ok in [("batch_size", batch_size, False), ("eval_batch_size", eval_batch_size, True), ("min_freq", min_freq, False),
-                                    ("max_size", max_size, True), ("bucket_batches", bucket_batches, False)]:
+                                    ("max_size", max_size, True), ("bucket_batches", bucket_batches, False),
+                                    ("orders", orders, False)]:
             _positive_int(value, key, none_ok)
         split = [float(f) for f in split]
         if len(split) != 3 or any(f <= 0 for f in split) or sum(split) > 1 + 1e-9:
@@ -181,6 +185,7 @@ class SentimentDataModule(ResumableTraining, L.LightningDataModule):
         self.tokenizer, self.lowercase, self.empty_lines = tokenizer, lowercase, empty_lines
         self.min_freq, self.max_size = min_freq, max_size
         self.batch_size, self.eval_batch_size, self.bucket_batches = batch_size, eval_batch_size or 4 * batch_size, bucket_batches
+        self.orders = orders
         self.vocab: Vocab | None = Vocab(vocab) if vocab is not None else None
         self.label_names: list[str] | None = list(label_names) if label_names is not None else None
         self.splits: dict[str, EncodedSplit] = {}
@@ -309,7 +314,7 @@ class SentimentDataModule(ResumableTraining, L.LightningDataModule):
         return self.bucketed_loader(self.splits[split], batch_size, shuffle, self.bucket_batches)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        return self.bucketed_loader(self.splits["train"], self.batch_size, True, self.bucket_batches, self.orders)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)

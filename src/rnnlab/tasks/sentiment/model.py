@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.data.text import PAD_ID
+from rnnlab.data.text import PAD_ID, UNK_ID
 
 POOLINGS = ("last", "mean", "max", "attention")
 ENCODERS = ("rnn", "bag")
@@ -77,8 +78,11 @@ class RecurrentEncoder(nn.Module):
 
     def forward(self, x: Tensor, emb: Tensor, lengths: Tensor) -> Tensor:
         """x: (B, T) ids (unused), emb: (B, T, E), lengths: (B,) → (B, D·H)."""
-        out, _ = self.rnn(emb, lengths=lengths)
-        return self.pool(out, lengths)
+        return self.pool(self.outputs(emb, lengths), lengths)
+
+    def outputs(self, emb: Tensor, lengths: Tensor) -> Tensor:
+        """Every step's output, zero past each length: (B, T, D·H)."""
+        return self.rnn(emb, lengths=lengths)[0]
 
 
 class BagOfNgrams(nn.Module):
@@ -110,6 +114,47 @@ class BagOfNgrams(nn.Module):
         return total / count[:, None]
 
 
+class LanguageModelHead(nn.Module):
+    """An auxiliary language model read from the recurrent layer's outputs (Rei 2017, "Semi-supervised
+    Multitask Learning for Sequence Labeling"; Dai & Le 2015 pre-train with the same objective): the
+    forward direction's output at t predicts word t+1, the backward direction's predicts word t-1,
+    each through a projection to the embedding size and the word embeddings themselves as the output
+    layer (tied), so words learn from their contexts as well as from the labels. Neither direction
+    has seen the word it predicts. Only the `vocab` most frequent words are targets (the vocabulary is
+    sorted by frequency); rarer ones are predicted as <unk>, which keeps the softmax small.
+
+    Args:
+        hidden_size: H, one direction's output size.
+        num_directions: D (1 or 2).
+        embedding_dim: E.
+        vocab: target words (ids below it; the rest count as <unk>).
+    """
+
+    def __init__(self, hidden_size: int, num_directions: int, embedding_dim: int, vocab: int) -> None:
+        super().__init__()
+        self.hidden_size, self.vocab = hidden_size, vocab
+        self.proj = nn.ModuleList(nn.Linear(hidden_size, embedding_dim) for _ in range(num_directions))
+        self.bias = nn.Parameter(torch.zeros(vocab))
+
+    def forward(self, out: Tensor, x: Tensor, lengths: Tensor, embedding: Tensor) -> Tensor:
+        """out: (B, T, D·H) outputs, x: (B, T) ids, lengths: (B,), embedding: (V, E) word embeddings
+        → the mean cross-entropy over every real (position, direction) prediction."""
+        H, T = self.hidden_size, x.size(1)
+        targets = x.masked_fill(x >= self.vocab, UNK_ID)
+        mask = length_mask(lengths, T)
+        feats, wanted = [], []
+        for d, proj in enumerate(self.proj):
+            h = out[..., d * H : (d + 1) * H]
+            # forward: h_t -> word t+1 (real when t+1 is); backward: h_t -> word t-1 (real when t is).
+            h, y, real = (h[:, :-1], targets[:, 1:], mask[:, 1:]) if d == 0 else (h[:, 1:], targets[:, :-1], mask[:, 1:])
+            feats.append(proj(h[real]))
+            wanted.append(y[real])
+        feats, wanted = torch.cat(feats), torch.cat(wanted)
+        if wanted.numel() == 0:  # one-word sentences only: nothing to predict
+            return out.new_zeros(())
+        return F.cross_entropy(F.linear(feats, embedding[: self.vocab], self.bias), wanted)
+
+
 class SentimentClassifier(nn.Module):
     """Class logits of padded sentences.
 
@@ -120,24 +165,51 @@ class SentimentClassifier(nn.Module):
         encoder: a `RecurrentEncoder` or `BagOfNgrams` (forward(x, emb, lengths) -> (B, output_size)).
         dropout: on the sentence vector, before the classifier.
         embedding_dropout: on the word embeddings, before the encoder.
+        lm_vocab: > 0 (a `RecurrentEncoder` only): a `LanguageModelHead` over that many target words,
+            for `forward_lm`; 0: none.
+        word_dropout: in training, each word becomes <unk> with this probability. A vocabulary of every
+            training word leaves <unk> untrained, yet a test sentence's unseen words all read as <unk>;
+            this trains it, and the sentence's meaning without some of its words.
     """
 
-    def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int, encoder: nn.Module, dropout: float = 0.0, embedding_dropout: float = 0.0) -> None:
+    def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int, encoder: nn.Module, dropout: float = 0.0,
+                 embedding_dropout: float = 0.0, lm_vocab: int = 0, word_dropout: float = 0.0) -> None:
         super().__init__()
+        self.word_dropout = word_dropout
         self.embed = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
         self.embed_drop = nn.Dropout(embedding_dropout)
         self.encoder = encoder
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.output_size, num_classes)
+        self.lm = None
+        if lm_vocab:
+            rnn = encoder.rnn
+            self.lm = LanguageModelHead(rnn.output_size // rnn.num_directions, rnn.num_directions, embedding_dim, min(lm_vocab, vocab_size))
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """x: (B, T) ids, PAD_ID past each length; lengths: (B,) int64, each >= 1 → logits (B, C)."""
+        x = self.drop_words(x)
         emb = self.embed_drop(self.embed(x))
         return self.head(self.drop(self.encoder(x, emb, lengths)))
 
+    def drop_words(self, x: Tensor) -> Tensor:
+        """x with each real word replaced by UNK_ID with probability word_dropout (in training only)."""
+        if not (self.training and self.word_dropout):
+            return x
+        hit = torch.rand(x.shape, device=x.device) < self.word_dropout
+        return x.masked_fill(hit & (x != PAD_ID), UNK_ID)
+
+    def forward_lm(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The logits (B, C), as `forward`, and the auxiliary language model's loss from the same pass
+        (its targets are the words as given, whatever `word_dropout` hid from the input)."""
+        emb = self.embed_drop(self.embed(self.drop_words(x)))
+        out = self.encoder.outputs(emb, lengths)
+        logits = self.head(self.drop(self.encoder.pool(out, lengths)))
+        return logits, self.lm(self.drop(out), x, lengths, self.embed.weight)
+
 
 class Ensemble(nn.Module):
-    """Several classifiers of the same kind, each from its own initialisation, trained side by side on
+    """Several classifiers (alike or not), each from its own initialisation, trained side by side on
     their own losses; the prediction averages their class probabilities (returned as the log of that
     mean, so that softmax and argmax read it as logits). Independent members make independent
     errors, which the average cancels (Hansen & Salamon 1990; Lakshminarayanan et al. 2017).

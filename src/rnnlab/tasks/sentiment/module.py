@@ -58,6 +58,24 @@ def _embeddings_settings(value: Any) -> dict[str, Any]:
     return {"path": path, "freeze": freeze}
 
 
+def _member_specs(ensemble: Any, model: dict[str, Any], pooling: str) -> list[tuple[dict[str, Any], str, str]]:
+    """(layer settings, pooling, where their errors point) of each member: `ensemble` copies of model
+    and pooling, or each listed member's changes applied to them."""
+    if _is_int(ensemble) and ensemble >= 1:
+        return [(model, pooling, "model")] * ensemble
+    if not (isinstance(ensemble, list) and ensemble and all(isinstance(m, dict) for m in ensemble)):
+        raise UserError(f"task.module.ensemble={ensemble!r}: must be a positive integer (1: one model; n: n models averaged), "
+                        f"or a list of members, each what it changes of model.* and pooling, e.g. [{{}}, {{cell: gru}}, {{pooling: mean}}].")
+    specs = []
+    for i, changes in enumerate(ensemble):
+        changes = dict(changes)
+        pool = changes.pop("pooling", pooling)
+        _check(pool, f"ensemble[{i}].pooling", pool in POOLINGS, f"one of {POOLINGS}")
+        where = f"task.module.ensemble[{i}]"
+        specs.append((layer_settings({**model, **changes}, where), pool, where))
+    return specs
+
+
 class SentimentModule(StagedEvaluation, TaskModuleBase):
     """Lightning wrapper: training, evaluation metrics, TensorBoard reports, prediction, checkpoints.
 
@@ -81,7 +99,14 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
             that start a new training's word embeddings (read at fit start, so a checkpoint never
             needs the file); freeze keeps the embeddings fixed.
         ensemble: n independently initialised models trained side by side, each on its own loss, whose
-            probabilities are averaged to predict (1: one model). n times the cost, one checkpoint.
+            probabilities are averaged to predict (1: one model). n times the cost, one checkpoint. Or a
+            list, one member each: what it changes of `model` and `pooling` ({} for none), e.g.
+            [{}, {cell: gru}, {pooling: mean}]: members that differ err more differently.
+        lm_weight: > 0 (encoder='rnn'): add this times an auxiliary language model's loss to the
+            training loss (`LanguageModelHead`: each direction predicts the next word along its way, so
+            the encoder and the embeddings also learn from the training text itself); 0: none.
+        lm_vocab: the auxiliary language model's target words, the most frequent (rarer ones count as <unk>).
+        word_dropout: in training, each word becomes <unk> with this probability, in [0, 1).
     """
 
     name = "sentiment"
@@ -106,7 +131,10 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
         scheduler: dict[str, Any] | None = None,
         show_errors: int = 5,
         embeddings: dict[str, Any] | None = None,
-        ensemble: int = 1,
+        ensemble: int | list[dict[str, Any]] = 1,
+        lm_weight: float = 0.0,
+        lm_vocab: int = 5000,
+        word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         _check(encoder, "encoder", encoder in ENCODERS, f"one of {ENCODERS} (rnn: the recurrent layer of model=; bag: the fastText-style baseline)")
@@ -114,6 +142,7 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
         _check(embedding_dim, "embedding_dim", _is_int(embedding_dim) and embedding_dim > 0, "a positive integer (the size of a word's embedding, e.g. 128)")
         _check(dropout, "dropout", _is_fraction(dropout), "a number in [0, 1) (the fraction of the sentence vector dropped in training)")
         _check(embedding_dropout, "embedding_dropout", _is_fraction(embedding_dropout), "a number in [0, 1)")
+        _check(word_dropout, "word_dropout", _is_fraction(word_dropout), "a number in [0, 1) (the share of words read as <unk> in training)")
         _check(bigram_buckets, "bigram_buckets", _is_int(bigram_buckets) and bigram_buckets >= 0, "a non-negative integer (0: no bigrams)")
         _check(show_errors, "show_errors", _is_int(show_errors) and show_errors >= 0, "a non-negative integer (0: none)")
         embeddings = _embeddings_settings(embeddings)
@@ -123,16 +152,23 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
             raise UserError(f"labels={labels}: a classifier needs at least two distinct class names.")
         # Normalised before save_hyperparameters reads them: checkpoints keep the plain forms only.
         model = layer_settings(model)
-        _check(ensemble, "ensemble", _is_int(ensemble) and ensemble >= 1, "a positive integer (1: one model; n: n models averaged)")
+        specs = _member_specs(ensemble, model, pooling)
+        _check(lm_weight, "lm_weight", isinstance(lm_weight, (int, float)) and not isinstance(lm_weight, bool) and lm_weight >= 0,
+               "a non-negative number (the auxiliary language model's share of the loss; 0: none)")
+        _check(lm_vocab, "lm_vocab", _is_int(lm_vocab) and lm_vocab >= 2, "an integer >= 2 (the most frequent words the language model predicts)")
+        if lm_weight and encoder != "rnn":
+            raise UserError(f"task.module.lm_weight={lm_weight}: the auxiliary language model reads a recurrent layer's outputs; "
+                            f"task.module.encoder={encoder!r} has none. Set encoder=rnn, or lm_weight=0.")
 
-        def member() -> SentimentClassifier:
+        def member(layer: dict[str, Any], pool: str, where: str) -> SentimentClassifier:
             if encoder == "rnn":
-                body: nn.Module = RecurrentEncoder(build_recurrent(model, embedding_dim), pooling)  # first: a bad model.* is named before a bad optimizer
+                body: nn.Module = RecurrentEncoder(build_recurrent(layer, embedding_dim, where), pool)  # first: a bad model.* is named before a bad optimizer
             else:
                 body = BagOfNgrams(embedding_dim, bigram_buckets)
-            return SentimentClassifier(len(vocab), len(labels), embedding_dim, body, dropout, embedding_dropout)
+            return SentimentClassifier(len(vocab), len(labels), embedding_dim, body, dropout, embedding_dropout,
+                                       lm_vocab if lm_weight else 0, word_dropout)
 
-        members = [member() for _ in range(ensemble)]
+        members = [member(*spec) for spec in specs]
         optimizer = optimizer_settings(DEFAULT_OPTIMIZER if optimizer is None else optimizer)
         scheduler = scheduler_settings(scheduler)
         vocab = list(vocab)
@@ -140,8 +176,8 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
         self.vocab = Vocab(vocab)
         self.labels = labels
         # One model is the net itself (and its checkpoints' keys stay those of a plain classifier).
-        self.net = members[0] if ensemble == 1 else Ensemble(members)
-        self.members = [members[0]] if ensemble == 1 else list(self.net.members)
+        self.net = members[0] if len(members) == 1 else Ensemble(members)
+        self.members = list(members)
         for m in self.members:
             m.embed.weight.requires_grad_(not embeddings["freeze"])
         C = len(labels)
@@ -157,7 +193,15 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
 
     # ---- training --------------------------------------------------------------------------
 
+    def _check_orders(self, orders: int) -> None:
+        """UserError unless `orders` (task.data.orders: batches per step) is 1 or one per member."""
+        if orders not in (1, len(self.members)):
+            raise UserError(f"task.data.orders={orders} gives each step {orders} batches, one per ensemble member, but "
+                            f"the model has {len(self.members)} (task.module.ensemble): set task.data.orders to {len(self.members)}, or 1.")
+
     def setup(self, stage: str) -> None:
+        if stage == "fit":  # before anything is written
+            self._check_orders(getattr(self.trainer.datamodule, "orders", 1))
         # Before Lightning restores a checkpoint (a resumed run keeps its trained embeddings), and never
         # for eval / predict: the vectors file is needed only to start a training.
         path = self.hparams.embeddings["path"]
@@ -177,11 +221,25 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
         return self.net(x, lengths)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        lengths, x, y = batch
+        # One batch for every member, or (task.data.orders) a tuple of batches, one for each.
+        batches = [batch] * len(self.members) if isinstance(batch[0], Tensor) else list(batch)
+        if len(batches) != len(self.members):
+            self._check_orders(len(batches))
         # An ensemble's members learn side by side, each from its own loss (not the average's).
-        losses = [F.cross_entropy(logits, y) for logits in ([self.net(x, lengths)] if len(self.members) == 1 else self.net.member_logits(x, lengths))]
+        losses, lm_losses = [], []
+        for m, (lengths, x, y) in zip(self.members, batches):
+            if m.lm is None:
+                logits = m(x, lengths)
+            else:
+                logits, lm_loss = m.forward_lm(x, lengths)
+                lm_losses.append(lm_loss)
+            losses.append(F.cross_entropy(logits, y))
         loss = torch.stack(losses).mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=y.numel())
+        if lm_losses:
+            lm_loss = torch.stack(lm_losses).mean()
+            self.log("train/lm_loss", lm_loss, batch_size=y.numel())
+            loss = loss + self.hparams.lm_weight * lm_loss
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=y.numel())
         return loss
 

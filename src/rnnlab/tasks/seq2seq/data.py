@@ -59,10 +59,11 @@ class Codec:
         lowercase: fold case first.
         words: the vocabulary in id order (SPECIALS first).
         bpe: the trained BPE tokenizer as its JSON string (tokenizer='bpe').
+        reverse: the ids run last token first (`encode` reverses them, `decode` turns them back).
     """
 
-    def __init__(self, tokenizer: str, lowercase: bool, words: Sequence[str], bpe: str | None = None) -> None:
-        self.tokenizer, self.lowercase = tokenizer, lowercase
+    def __init__(self, tokenizer: str, lowercase: bool, words: Sequence[str], bpe: str | None = None, reverse: bool = False) -> None:
+        self.tokenizer, self.lowercase, self.reverse = tokenizer, lowercase, reverse
         self.vocab = Vocab(words)
         self._bpe = None
         if tokenizer == "bpe":
@@ -77,18 +78,27 @@ class Codec:
         return tokenize(text, self.tokenizer if self.tokenizer != "bpe" else "words", lowercase=False)
 
     def encode(self, text: str) -> list[int]:
-        return self.vocab.encode(self.tokens(text))
+        ids = self.vocab.encode(self.tokens(text))
+        return ids[::-1] if self.reverse else ids
 
     def decode(self, ids: Sequence[int]) -> str:
         """Detokenised text: chars joined, BPE decoded exactly, words joined with spaces except
         before closing punctuation and clitics ("a dog , running 's" -> "a dog, running's")."""
         ids = [i for i in ids if i >= len(SPECIALS) or i == 1]  # no pad / bos / eos
+        if self.reverse:
+            ids = ids[::-1]
         if self._bpe is not None:
             return self._bpe.decode(ids, skip_special_tokens=False).strip()
         tokens = self.vocab.decode(ids)
         if self.tokenizer == "chars":
             return "".join(tokens)
         return re.sub(r" (?=[.,!?;:%)\]}]|'\w|n't\b)|(?<=[(\[{]) ", "", " ".join(tokens))
+
+
+def codecs_from(c: Mapping[str, Any]) -> tuple[Codec, Codec]:
+    """The source and target codecs that `Seq2SeqDataModule.codecs()`'s plain values describe."""
+    return (Codec(c["tokenizer"], c["lowercase"], c["source_words"], c.get("bpe")),
+            Codec(c["tokenizer"], c["lowercase"], c["target_words"], c.get("bpe"), c.get("reverse_target", False)))
 
 
 def train_bpe(texts: Sequence[str], vocab_size: int) -> str:
@@ -214,6 +224,8 @@ class Seq2SeqDataModule(ResumableTraining, L.LightningDataModule):
         max_source_len, max_target_len, too_long: longer pairs (any split) are truncated with a
             warning, skipped with a warning, or refused ('truncate' | 'skip' | 'error'); None: no limit.
         batch_size, eval_batch_size, bucket_batches: batching.
+        reverse_target: the decoder writes each target last token first; outputs are turned back
+            before they are scored or shown (addition: the sum's lowest digit, and its carry, first).
         codecs: from a checkpoint (`Seq2SeqModule.datamodule_kwargs`): read text as it was trained.
     """
 
@@ -223,7 +235,7 @@ class Seq2SeqDataModule(ResumableTraining, L.LightningDataModule):
                  data_dir: str | None = None, tokenizer: str | None = None, lowercase: bool | None = None, min_freq: int = 1,
                  max_size: int | None = None, bpe_vocab_size: int = 8000, max_source_len: int | None = None,
                  max_target_len: int | None = None, too_long: str = "truncate", batch_size: int = 64, eval_batch_size: int | None = None,
-                 bucket_batches: int = 50, codecs: Mapping[str, Any] | None = None) -> None:
+                 bucket_batches: int = 50, reverse_target: bool = False, codecs: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if name not in SOURCES:
             raise UserError(f"task.data.name={name!r}: choose one of {SOURCES} (synthetic tasks, multi30k, or pairs: your own files).")
@@ -237,6 +249,8 @@ class Seq2SeqDataModule(ResumableTraining, L.LightningDataModule):
         for key, value in (("batch_size", batch_size), ("min_freq", min_freq), ("bucket_batches", bucket_batches), ("bpe_vocab_size", bpe_vocab_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"task.data.{key}={value!r}: must be a positive integer.")
+        if not isinstance(reverse_target, bool):
+            raise UserError(f"task.data.reverse_target={reverse_target!r}: must be true or false.")
         if too_long not in ("truncate", "skip", "error"):
             raise UserError(f"task.data.too_long={too_long!r}: choose truncate (cut to the limit, with a warning), skip or error.")
         for key, value in (("max_source_len", max_source_len), ("max_target_len", max_target_len)):
@@ -251,6 +265,7 @@ class Seq2SeqDataModule(ResumableTraining, L.LightningDataModule):
         self.min_freq, self.max_size, self.bpe_vocab_size = min_freq, max_size, bpe_vocab_size
         self.max_source_len, self.max_target_len, self.too_long = max_source_len, max_target_len, too_long
         self.batch_size, self.eval_batch_size, self.bucket_batches = batch_size, eval_batch_size or 4 * batch_size, bucket_batches
+        self.reverse_target = reverse_target
         self.codecs_given = dict(codecs) if codecs else None
         self.source: Codec | None = None
         self.target: Codec | None = None
@@ -282,16 +297,14 @@ class Seq2SeqDataModule(ResumableTraining, L.LightningDataModule):
 
     def _codecs(self, train: list[Pair]) -> tuple[Codec, Codec]:
         if self.codecs_given is not None:
-            c = self.codecs_given
-            return (Codec(c["tokenizer"], c["lowercase"], c["source_words"], c.get("bpe")),
-                    Codec(c["tokenizer"], c["lowercase"], c["target_words"], c.get("bpe")))
+            return codecs_from(self.codecs_given)
         fold = (lambda t: t.lower()) if self.lowercase else (lambda t: t)  # noqa: E731
         if self.tokenizer == "bpe":
             bpe = train_bpe([fold(p.source) for p in train] + [fold(p.target) for p in train], self.bpe_vocab_size)
             words = bpe_words(bpe)
-            return Codec("bpe", self.lowercase, words, bpe), Codec("bpe", self.lowercase, words, bpe)
+            return Codec("bpe", self.lowercase, words, bpe), Codec("bpe", self.lowercase, words, bpe, self.reverse_target)
         side = lambda attr: build_words([tokenize(fold(getattr(p, attr)), self.tokenizer, False) for p in train], self.min_freq, self.max_size)  # noqa: E731
-        return Codec(self.tokenizer, self.lowercase, side("source")), Codec(self.tokenizer, self.lowercase, side("target"))
+        return Codec(self.tokenizer, self.lowercase, side("source")), Codec(self.tokenizer, self.lowercase, side("target"), None, self.reverse_target)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -331,7 +344,7 @@ class Seq2SeqDataModule(ResumableTraining, L.LightningDataModule):
         """The tokeniser and vocabularies as plain values (what a checkpoint stores)."""
         bpe = self.source._bpe.to_str() if self.source._bpe is not None else None
         return {"tokenizer": self.source.tokenizer, "lowercase": self.source.lowercase, "source_words": list(self.source.vocab.words),
-                "target_words": list(self.target.vocab.words), "bpe": bpe}
+                "target_words": list(self.target.vocab.words), "bpe": bpe, "reverse_target": self.target.reverse}
 
     def model_kwargs(self) -> dict[str, Any]:
         if self.source is None:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from rnnlab.data.text import PAD_ID
 from rnnlab.tasks.common import StagedEvaluation, TaskModuleBase
-from rnnlab.tasks.seq2seq.data import BOS_ID, EOS_ID, Batch, Codec
+from rnnlab.tasks.seq2seq.data import BOS_ID, EOS_ID, Batch, codecs_from
 from rnnlab.tasks.seq2seq.model import ATTENTIONS, Seq2Seq, max_target_length
 from rnnlab.tasks.seq2seq.report import attention_image, samples_markdown
 from rnnlab.tasks.settings import build_recurrent, layer_settings, optimizer_settings, scheduler_settings
@@ -122,8 +122,7 @@ class Seq2SeqModule(StagedEvaluation, TaskModuleBase):
         decoder = layer_settings({**model, "bidirectional": False} if decoder is None else decoder, "task.module.decoder")
         if decoder.get("bidirectional"):
             _fail("decoder.bidirectional", True, "false: the decoder generates left to right")
-        self.source = Codec(codecs["tokenizer"], codecs["lowercase"], codecs["source_words"], codecs.get("bpe"))
-        self.target = Codec(codecs["tokenizer"], codecs["lowercase"], codecs["target_words"], codecs.get("bpe"))
+        self.source, self.target = codecs_from(codecs)
         encoder = build_recurrent(model, embedding_dim)
         dec_in = Seq2Seq.decoder_input_size(attention, embedding_dim, encoder.output_size, decoder["hidden_size"], tie_embeddings)
         decoder_layer = build_recurrent(decoder, dec_in, "task.module.decoder")
