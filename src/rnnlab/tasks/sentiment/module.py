@@ -201,7 +201,7 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
 
     def setup(self, stage: str) -> None:
         if stage == "fit":  # before anything is written
-            self._check_orders(getattr(self.trainer.datamodule, "orders", 1))
+            self._check_orders(getattr(getattr(self._trainer, "datamodule", None), "orders", 1))
         # Before Lightning restores a checkpoint (a resumed run keeps its trained embeddings), and never
         # for eval / predict: the vectors file is needed only to start a training.
         path = self.hparams.embeddings["path"]
