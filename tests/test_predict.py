@@ -99,6 +99,10 @@ def test_bare_options_go_to_the_checkpoints_task(tiny_run: tuple[Path, dict], tm
         from predict import bare_options
     finally:
         sys.path.remove(str(ROOT))
+    from omegaconf import OmegaConf
+
+    own = {k for k in OmegaConf.load(ROOT / "configs" / "predict.yaml") if k != "defaults"}
+    assert bare_options([f"{k}=x" for k in own]) == [f"{k}=x" for k in own]  # predict.yaml's own keys stay as they are
     ckpt = tiny_run[0] / "checkpoints" / "best.ckpt"
     bare = ["length=30", "temperature=0.8", "top_k=5", "seed=3"]
     argv = bare_options(["predict.py", f"ckpt_path={ckpt}", "input=KING:", "format=text", *bare])

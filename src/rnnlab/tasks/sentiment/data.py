@@ -311,10 +311,10 @@ class SentimentDataModule(ResumableTraining, L.LightningDataModule):
     # ---- loaders ---------------------------------------------------------------------------
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        return self.bucketed_loader(self.splits[split], batch_size, shuffle, self.bucket_batches)
+        return self.bucketed_loader(self.splits[split], batch_size, shuffle, self.bucket_batches, self.orders)  # orders: training only
 
     def train_dataloader(self) -> DataLoader:
-        return self.bucketed_loader(self.splits["train"], self.batch_size, True, self.bucket_batches, self.orders)
+        return self._loader("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)
