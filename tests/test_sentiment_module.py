@@ -365,3 +365,46 @@ def test_each_member_trains_on_its_own_batch_when_given_one_each() -> None:
     torch.testing.assert_close(loss, expected, atol=1e-12, rtol=0)
     with pytest.raises(UserError, match=r"task\.data\.orders=3 .* the model has 2 \(task\.module\.ensemble\)"):
         module.training_step(batches + batches[:1], 0)
+
+
+@pytest.mark.parametrize("encoder", [dict(cell="gru", num_layers=1, bidirectional=True), dict(encoder="bag")], ids=["bigru", "bag"])
+def test_adversarial_loss_pushes_each_sentence_alone_up_its_own_gradient(encoder: dict) -> None:
+    """Each sentence's step is its own loss gradient at its embeddings, scaled to `size` times their
+    norm: a loop over sentences, each alone (no padding), gives the same loss (float64)."""
+    torch.manual_seed(0)
+    net = tiny_module(**encoder).double().eval().net
+    sentences, labels, size = [[5, 9, 2, 17, 25], [3, 28], [7, 30, 12, 8, 9, 4, 22]], [0, 2, 1], 0.3
+    x, lengths = pad_batch(sentences)
+    logits, adv_loss = net.forward_adversarial(x, lengths, torch.tensor(labels), size)
+    torch.testing.assert_close(logits, net(x, lengths), atol=1e-12, rtol=0)
+    ce = torch.nn.functional.cross_entropy
+    clean, pushed = [], []
+    for s, label in zip(sentences, labels):
+        ids, n, y = torch.tensor([s]), torch.tensor([len(s)]), torch.tensor([label])
+        emb = net.embed(ids).detach().requires_grad_()
+        loss = ce(net.classify(ids, emb, n), y)
+        (grad,) = torch.autograd.grad(loss, emb)
+        clean.append(loss.detach())
+        pushed.append(ce(net.classify(ids, emb.detach() + size * emb.norm() * grad / grad.norm(), n), y).detach())
+    torch.testing.assert_close(adv_loss, torch.stack(pushed).mean(), atol=1e-12, rtol=0)
+    assert adv_loss > torch.stack(clean).mean()  # the push is uphill: a sign error fails here
+
+
+def test_training_loss_adds_the_adversarial_loss() -> None:
+    torch.manual_seed(0)
+    module = tiny_module(cell="lstm", num_layers=1, ensemble=2, adversarial=0.1, embedding_dropout=0.2).double().train()
+    module.trainer = type("T", (), {"optimizers": [torch.optim.SGD(module.parameters(), lr=0.1)]})()
+    module.log = lambda *a, **k: None
+    x, lengths = pad_batch([[5, 9, 2, 17], [3, 4, 8]])
+    y = torch.tensor([0, 2])
+    torch.manual_seed(1)
+    loss = module.training_step((lengths, x, y), 0)
+    torch.manual_seed(1)  # the same dropout draws
+    parts = [m.forward_adversarial(x, lengths, y, 0.1) for m in module.members]
+    ce = torch.nn.functional.cross_entropy
+    expected = sum(ce(logits, y) + adv for logits, adv in parts) / 2
+    torch.testing.assert_close(loss, expected, atol=1e-12, rtol=0)
+    with pytest.raises(UserError, match=r"task\.module\.adversarial=-0\.1: must be a non-negative number"):
+        tiny_module(adversarial=-0.1)
+    with pytest.raises(UserError, match=r"task\.module\.adversarial=0\.1 and task\.module\.lm_weight=0\.5"):
+        tiny_module(adversarial=0.1, lm_weight=0.5)

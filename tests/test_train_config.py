@@ -119,3 +119,19 @@ def test_unknown_task_lists_the_valid_ones() -> None:
     done = run_script("train.py", "task=nope")
     assert done.returncode != 0
     assert "Could not find 'task/nope'" in done.stderr and "Available options in 'task':\n\tcharlm" in done.stderr
+
+
+@pytest.mark.parametrize("recipe", ["sentiment_sst2", "sentiment_sweep", "sentiment_sst2_ensemble", "sentiment_sst2_adversarial"])
+def test_sentiment_recipes_build_their_module(cfg_factory, recipe: str) -> None:
+    """Each SST-2 recipe composes and builds its module (a tiny vocabulary in place of SST-2's), with
+    one batch order per ensemble member or one in all (what SentimentModule.setup checks)."""
+    from rnnlab.tasks.sentiment import SentimentModule
+
+    cfg = cfg_factory(f"experiment={recipe}", tiny=False)
+    kwargs = OmegaConf.to_container(cfg.task.module, resolve=True)
+    module = SentimentModule(vocab=["<pad>", "<unk>", "good", "bad"], labels=["negative", "positive"],
+                             model=OmegaConf.to_container(cfg.model, resolve=True), **kwargs)
+    assert cfg.task.data.orders in (1, len(module.members))
+    assert module.hparams.embeddings["path"] is None  # from scratch: no recipe uses pretrained vectors
+    if recipe == "sentiment_sst2_adversarial":
+        assert module.hparams.adversarial > 0 and len(module.members) == cfg.task.data.orders > 1

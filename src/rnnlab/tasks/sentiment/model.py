@@ -26,6 +26,11 @@ def length_mask(lengths: Tensor, steps: int) -> Tensor:
     return torch.arange(steps, device=lengths.device) < lengths[:, None]
 
 
+def _sentence_norm(t: Tensor) -> Tensor:
+    """t: (B, T, E) → each sentence's L2 norm over all its steps and features, (B, 1, 1), detached."""
+    return t.detach().flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]
+
+
 class Pooling(nn.Module):
     """One vector per sentence from the recurrent layer's outputs, padded steps left out.
 
@@ -189,8 +194,30 @@ class SentimentClassifier(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """x: (B, T) ids, PAD_ID past each length; lengths: (B,) int64, each >= 1 → logits (B, C)."""
         x = self.drop_words(x)
-        emb = self.embed_drop(self.embed(x))
-        return self.head(self.drop(self.encoder(x, emb, lengths)))
+        return self.classify(x, self.embed(x), lengths)
+
+    def classify(self, x: Tensor, emb: Tensor, lengths: Tensor) -> Tensor:
+        """Logits (B, C) from the ids x (B, T) and their embeddings emb (B, T, E), before embedding dropout."""
+        return self.head(self.drop(self.encoder(x, self.embed_drop(emb), lengths)))
+
+    def forward_adversarial(self, x: Tensor, lengths: Tensor, y: Tensor, size: float) -> tuple[Tensor, Tensor]:
+        """Adversarial training (Miyato et al. 2017, "Adversarial Training Methods for Semi-Supervised
+        Text Classification"): the logits (B, C), as `forward`, and the loss at the embeddings moved
+        the way that raises the loss fastest, each sentence's embeddings by `size` times their own norm
+        (relative, so growing the embeddings cannot make the step negligible). Words rare in training
+        get embeddings that hold their meaning under a small push, not only at one exact point.
+
+        x: (B, T) ids, lengths: (B,), y: (B,) labels, size: the step's share of each sentence's norm.
+        """
+        x = self.drop_words(x)
+        emb = self.embed(x)
+        if not emb.requires_grad:  # frozen embeddings: the step still needs the loss's gradient at them
+            emb = emb.detach().requires_grad_()
+        logits = self.classify(x, emb, lengths)
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, y), emb, retain_graph=True)
+        grad = grad * length_mask(lengths, x.size(1))[..., None]  # padded steps stay where they are
+        step = size * _sentence_norm(emb) * grad / _sentence_norm(grad)
+        return logits, F.cross_entropy(self.classify(x, emb + step, lengths), y)
 
     def drop_words(self, x: Tensor) -> Tensor:
         """x with each real word replaced by UNK_ID with probability word_dropout (in training only)."""

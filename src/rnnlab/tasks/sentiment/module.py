@@ -107,6 +107,9 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
             the encoder and the embeddings also learn from the training text itself); 0: none.
         lm_vocab: the auxiliary language model's target words, the most frequent (rarer ones count as <unk>).
         word_dropout: in training, each word becomes <unk> with this probability, in [0, 1).
+        adversarial: > 0: adversarial training (`SentimentClassifier.forward_adversarial`): add the
+            loss at each sentence's embeddings moved by this share of their norm in the direction
+            that raises the loss most; about twice the cost of a step. 0: none.
     """
 
     name = "sentiment"
@@ -135,6 +138,7 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
         lm_weight: float = 0.0,
         lm_vocab: int = 5000,
         word_dropout: float = 0.0,
+        adversarial: float = 0.0,
     ) -> None:
         super().__init__()
         _check(encoder, "encoder", encoder in ENCODERS, f"one of {ENCODERS} (rnn: the recurrent layer of model=; bag: the fastText-style baseline)")
@@ -156,6 +160,11 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
         _check(lm_weight, "lm_weight", isinstance(lm_weight, (int, float)) and not isinstance(lm_weight, bool) and lm_weight >= 0,
                "a non-negative number (the auxiliary language model's share of the loss; 0: none)")
         _check(lm_vocab, "lm_vocab", _is_int(lm_vocab) and lm_vocab >= 2, "an integer >= 2 (the most frequent words the language model predicts)")
+        _check(adversarial, "adversarial", isinstance(adversarial, (int, float)) and not isinstance(adversarial, bool) and adversarial >= 0,
+               "a non-negative number (the adversarial step's share of each sentence's embedding norm, e.g. 0.05; 0: none)")
+        if adversarial and lm_weight:
+            raise UserError(f"task.module.adversarial={adversarial} and task.module.lm_weight={lm_weight}: the two extra losses "
+                            f"are not combined; set one of them to 0.")
         if lm_weight and encoder != "rnn":
             raise UserError(f"task.module.lm_weight={lm_weight}: the auxiliary language model reads a recurrent layer's outputs; "
                             f"task.module.encoder={encoder!r} has none. Set encoder=rnn, or lm_weight=0.")
@@ -226,9 +235,12 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
         if len(batches) != len(self.members):
             self._check_orders(len(batches))
         # An ensemble's members learn side by side, each from its own loss (not the average's).
-        losses, lm_losses = [], []
+        losses, lm_losses, adv_losses = [], [], []
         for m, (lengths, x, y) in zip(self.members, batches):
-            if m.lm is None:
+            if self.hparams.adversarial:
+                logits, adv_loss = m.forward_adversarial(x, lengths, y, self.hparams.adversarial)
+                adv_losses.append(adv_loss)
+            elif m.lm is None:
                 logits = m(x, lengths)
             else:
                 logits, lm_loss = m.forward_lm(x, lengths)
@@ -240,6 +252,10 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
             lm_loss = torch.stack(lm_losses).mean()
             self.log("train/lm_loss", lm_loss, batch_size=y.numel())
             loss = loss + self.hparams.lm_weight * lm_loss
+        if adv_losses:  # Miyato et al.: the clean and the adversarial loss, weighted alike
+            adv_loss = torch.stack(adv_losses).mean()
+            self.log("train/adv_loss", adv_loss, batch_size=y.numel())
+            loss = loss + adv_loss
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=y.numel())
         return loss
 
