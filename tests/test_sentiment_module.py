@@ -27,6 +27,15 @@ VOCAB = ["<pad>", "<unk>"] + [f"w{i}" for i in range(30)]
 LABELS = ["negative", "neutral", "positive"]
 
 
+def training_step(module: SentimentModule, batch, seed: int) -> torch.Tensor:
+    """module.training_step(batch) outside a Trainer (an SGD optimizer stands in, logging is off), its
+    random draws from torch.manual_seed(seed)."""
+    module.trainer = type("T", (), {"optimizers": [torch.optim.SGD(module.parameters(), lr=0.1)]})()
+    module.log = lambda *a, **k: None
+    torch.manual_seed(seed)
+    return module.training_step(batch, 0)
+
+
 def tiny_module(cell: str = "lstm", layer: str = "rnnlab", bidirectional: bool = False, num_layers: int = 2, **kwargs) -> SentimentModule:
     model = {"layer": layer, "cell": cell, "hidden_size": 7, "num_layers": num_layers, "bidirectional": bidirectional}
     return SentimentModule(vocab=VOCAB, labels=LABELS, model=model, embedding_dim=5, **kwargs)
@@ -309,12 +318,9 @@ def test_auxiliary_language_model_predicts_each_directions_next_word(bidirection
 def test_training_loss_adds_the_weighted_language_model_loss() -> None:
     torch.manual_seed(0)
     module = tiny_module(cell="lstm", bidirectional=True, num_layers=1, lm_weight=0.25).double().train()
-    module.trainer = type("T", (), {"optimizers": [torch.optim.SGD(module.parameters(), lr=0.1)]})()
-    module.log = lambda *a, **k: None
     x, lengths = pad_batch([[5, 9, 2, 17], [3, 4, 8]])
     y = torch.tensor([0, 2])
-    torch.manual_seed(1)
-    loss = module.training_step((lengths, x, y), 0)
+    loss = training_step(module, (lengths, x, y), seed=1)
     torch.manual_seed(1)  # the same dropout draws
     logits, lm_loss = module.net.forward_lm(x, lengths)
     torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits, y) + 0.25 * lm_loss, atol=1e-12, rtol=0)
@@ -355,11 +361,9 @@ def test_a_mixed_ensemble_builds_each_member_as_listed() -> None:
 def test_each_member_trains_on_its_own_batch_when_given_one_each() -> None:
     torch.manual_seed(0)
     module = tiny_module(cell="gru", num_layers=1, ensemble=2).double()
-    module.trainer = type("T", (), {"optimizers": [torch.optim.SGD(module.parameters(), lr=0.1)]})()
-    module.log = lambda *a, **k: None
     first, second = pad_batch([[5, 9, 2, 17], [3, 4, 8]]), pad_batch([[7, 7], [30, 2, 6, 6, 9]])
     batches = [(first[1], first[0], torch.tensor([0, 2])), (second[1], second[0], torch.tensor([1, 1]))]
-    loss = module.training_step(batches, 0)
+    loss = training_step(module, batches, seed=1)
     ce = torch.nn.functional.cross_entropy
     expected = (ce(module.members[0](first[0], first[1]), batches[0][2]) + ce(module.members[1](second[0], second[1]), batches[1][2])) / 2
     torch.testing.assert_close(loss, expected, atol=1e-12, rtol=0)
@@ -393,12 +397,9 @@ def test_adversarial_loss_pushes_each_sentence_alone_up_its_own_gradient(encoder
 def test_training_loss_adds_the_adversarial_loss() -> None:
     torch.manual_seed(0)
     module = tiny_module(cell="lstm", num_layers=1, ensemble=2, adversarial=0.1, embedding_dropout=0.2).double().train()
-    module.trainer = type("T", (), {"optimizers": [torch.optim.SGD(module.parameters(), lr=0.1)]})()
-    module.log = lambda *a, **k: None
     x, lengths = pad_batch([[5, 9, 2, 17], [3, 4, 8]])
     y = torch.tensor([0, 2])
-    torch.manual_seed(1)
-    loss = module.training_step((lengths, x, y), 0)
+    loss = training_step(module, (lengths, x, y), seed=1)
     torch.manual_seed(1)  # the same dropout draws
     parts = [m.forward_adversarial(x, lengths, y, 0.1) for m in module.members]
     ce = torch.nn.functional.cross_entropy
