@@ -41,8 +41,12 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _is_fraction(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+    return _is_number(value) and 0 <= value < 1
 
 
 def _embeddings_settings(value: Any) -> dict[str, Any]:
@@ -157,10 +161,10 @@ class SentimentModule(StagedEvaluation, TaskModuleBase):
         # Normalised before save_hyperparameters reads them: checkpoints keep the plain forms only.
         model = layer_settings(model)
         specs = _member_specs(ensemble, model, pooling)
-        _check(lm_weight, "lm_weight", isinstance(lm_weight, (int, float)) and not isinstance(lm_weight, bool) and lm_weight >= 0,
+        _check(lm_weight, "lm_weight", _is_number(lm_weight) and lm_weight >= 0,
                "a non-negative number (the auxiliary language model's share of the loss; 0: none)")
         _check(lm_vocab, "lm_vocab", _is_int(lm_vocab) and lm_vocab >= 2, "an integer >= 2 (the most frequent words the language model predicts)")
-        _check(adversarial, "adversarial", isinstance(adversarial, (int, float)) and not isinstance(adversarial, bool) and adversarial >= 0,
+        _check(adversarial, "adversarial", _is_number(adversarial) and adversarial >= 0,
                "a non-negative number (the adversarial step's share of each sentence's embedding norm, e.g. 0.05; 0: none)")
         if adversarial and lm_weight:
             raise UserError(f"task.module.adversarial={adversarial} and task.module.lm_weight={lm_weight}: the two extra losses "
