@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONFIG_DIR, run_script
 from rnnlab.nn import Recurrent, TorchRecurrent
-from rnnlab.tasks.settings import SCHEDULES, build_recurrent, optimizer_settings, scheduler_settings
+from rnnlab.tasks.settings import SCHEDULES, build_optimizer, build_recurrent, optimizer_settings, scheduler_settings
 
 MODELS = ["rnn", "gru", "lstm", "layernorm_lstm", "torch_rnn", "torch_gru", "torch_lstm"]
 
@@ -71,6 +71,29 @@ def test_experiment_config(cfg_factory) -> None:
     assert lrs[-1] == pytest.approx(cfg.task.module.optimizer.lr * cfg.task.module.scheduler.min_lr_ratio)  # decayed
 
 
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_is_fused_by_default_and_steps_as_the_loop_does(name: str) -> None:
+    """Adam and AdamW take torch's fused kernel unless the config says `fused`; it must walk the same
+    path as torch's per-tensor loop (float64, 20 steps of a quadratic), and `fused: false` is kept."""
+    torch.manual_seed(0)
+    start = [torch.randn(5, 3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)]
+    paths = {}
+    for fused in (None, False):
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        settings = {"name": name, "lr": 0.1, "weight_decay": 0.01} | ({} if fused is None else {"fused": fused})
+        opt = build_optimizer(settings, params)
+        assert opt.defaults["fused"] is (fused is None)
+        for _ in range(20):
+            opt.zero_grad()
+            sum(((p - 1) ** 2 * torch.arange(1, p.numel() + 1, dtype=p.dtype).view_as(p)).sum() for p in params).backward()
+            opt.step()
+        paths[fused] = params
+    assert not torch.equal(paths[None][0], start[0])  # it moved
+    assert not build_optimizer({"name": name, "foreach": True}, paths[None]).defaults["fused"]  # asked for another kernel
+    for a, b in zip(paths[None], paths[False]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("debug", ["fast", "overfit"])
 def test_debug_configs_compose(cfg_factory, debug: str) -> None:
     cfg = cfg_factory(f"debug={debug}")
@@ -121,7 +144,8 @@ def test_unknown_task_lists_the_valid_ones() -> None:
     assert "Could not find 'task/nope'" in done.stderr and "Available options in 'task':\n\tcharlm" in done.stderr
 
 
-@pytest.mark.parametrize("recipe", ["sentiment_sst2", "sentiment_sweep", "sentiment_sst2_ensemble", "sentiment_sst2_adversarial"])
+@pytest.mark.parametrize("recipe", ["sentiment_sst2", "sentiment_sweep", "sentiment_sst2_ensemble", "sentiment_sst2_adversarial",
+                                    "sentiment_sst2_stacked"])
 def test_sentiment_recipes_build_their_module(cfg_factory, recipe: str) -> None:
     """Each SST-2 recipe composes and builds its module (a tiny vocabulary in place of SST-2's), with
     one batch order per ensemble member or one in all (what SentimentModule.setup checks)."""
@@ -135,3 +159,7 @@ def test_sentiment_recipes_build_their_module(cfg_factory, recipe: str) -> None:
     assert module.hparams.embeddings["path"] is None  # from scratch: no recipe uses pretrained vectors
     if recipe == "sentiment_sst2_adversarial":
         assert module.hparams.adversarial > 0 and len(module.members) == cfg.task.data.orders > 1
+    if recipe == "sentiment_sst2_stacked":  # two layers with dropout between them; 0.5 on the sentence vector
+        rnn = module.members[0].encoder.rnn
+        assert rnn.num_layers == 2 and rnn.dropout == 0.3 and module.members[0].drop.p == 0.5
+        assert len(module.members) == cfg.task.data.orders == 8
